@@ -1,0 +1,202 @@
+"""The primitives: each declared once, with its kernel per backend and its vjp rules side by side.
+
+A primitive is callable on raw arrays; the kernel is picked by the array type
+("cpu" for numpy arrays; a device backend registers ``prim.kernels["cuda"]``).
+A vjp rule ``rule(g, ans, *inputs, **params)`` gets the output gradient, the
+forward answer and the forward inputs (raw arrays) and returns one gradient per
+input (None where there is none); the tape unbroadcasts them. ``vjp`` maps the
+derivative kind recorded on the node ("exact" or "approx", SPEC section 4) to
+its rule. Rules use only primitives, so a PA rule never multiplies: applying an
+exact slope (a signed power of two) is itself an exact PAM.
+
+Three families:
+- PA primitives (pam, pad, paexp2, palog2, pasqrt, pam_matmul): distinct exact
+  and approx rules.
+- float baseline primitives (fmul, fdiv, fexp2, flog2, fsqrt, fmatmul): the
+  multiplying baseline of pafree.ops.standard, one rule (the true derivative).
+- shared primitives (add, sub, neg, sum, max, relu, where, shape ops): float
+  add/compare/copy only, identical in every mode, one rule.
+"""
+import numpy as np
+
+from .. import ops
+from ..ops import standard
+
+PRIMITIVES = {}
+KINDS = ("exact", "approx")
+
+
+def backend_of(args):
+    """"cuda" if any argument is a device array, else "cpu"."""
+    return "cuda" if any(hasattr(a, "__cuda_array_interface__") for a in args) else "cpu"
+
+
+def _pa(fn):
+    """A pafree.ops kernel returning numpy's broadcast shape (ops turns 0-d results into (1,))."""
+    def kernel(*args):
+        out = fn(*args)
+        shape = np.broadcast_shapes(*(np.shape(a) for a in args))
+        fix = lambda o: o if o.shape == shape else o.reshape(shape)  # noqa: E731
+        return tuple(map(fix, out)) if isinstance(out, tuple) else fix(out)
+    return kernel
+
+
+class Primitive:
+    def __init__(self, name, cpu, elementwise=False):
+        self.name = name
+        self.kernels = {"cpu": cpu}
+        self.vjp = {}
+        self.elementwise = elementwise   # inputs broadcast against each other
+        PRIMITIVES[name] = self
+
+    def __call__(self, *args, **params):
+        return self.kernels[backend_of(args)](*args, **params)
+
+    def rule(self, fn, kinds=KINDS):
+        """Register ``fn`` as the vjp for each derivative kind in ``kinds``."""
+        for kind in kinds:
+            self.vjp[kind] = fn
+        return self
+
+    def __repr__(self):
+        return f"Primitive({self.name!r})"
+
+
+# --- kernel-only helpers (no derivative: never recorded) -------------------------
+pam_slope = Primitive("pam_slope", _pa(ops.pam_slope))
+pad_slope = Primitive("pad_slope", _pa(ops.pad_slope))
+paexp2_slope = Primitive("paexp2_slope", _pa(ops.paexp2_slope))
+palog2_slope = Primitive("palog2_slope", _pa(ops.palog2_slope))
+pasqrt_slope = Primitive("pasqrt_slope", _pa(ops.pasqrt_slope))
+floor = Primitive("floor", np.floor)
+zeros = Primitive("zeros", lambda shape, like: np.zeros(shape, like.dtype))
+scatter_add = Primitive("scatter_add", np.add.at)       # in place: out[idx] += values
+
+# --- shared primitives: float add / compare / copy, same in every mode ----------
+add = Primitive("add", np.add, elementwise=True)
+sub = Primitive("sub", np.subtract, elementwise=True)
+neg = Primitive("neg", np.negative)
+where = Primitive("where", lambda a, b, cond: np.where(cond, a, b), elementwise=True)
+sum_ = Primitive("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims))
+max_ = Primitive("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims))
+relu = Primitive("relu", lambda x: np.maximum(x, np.float32(0)))
+reshape = Primitive("reshape", lambda x, shape: np.reshape(x, shape))
+transpose = Primitive("transpose", lambda x, axes: np.transpose(x, axes))
+getitem = Primitive("getitem", lambda x, idx: x[idx])
+concatenate = Primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis))
+
+
+def _expand_reduced(g, ndim, axis, keepdims):
+    """The result of a reduction over ``axis`` with the reduced axes put back as size 1."""
+    if keepdims:
+        return g
+    if axis is None:
+        return np.reshape(g, (1,) * ndim)
+    axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)
+    return np.expand_dims(g, tuple(a % ndim for a in axes))
+
+
+def _sum_vjp(g, ans, x, axis, keepdims):
+    return (np.broadcast_to(_expand_reduced(g, x.ndim, axis, keepdims), x.shape),)
+
+
+def _max_vjp(g, ans, x, axis, keepdims):
+    """Route the gradient to the first maximum along ``axis`` (float compare and copy)."""
+    top = _expand_reduced(ans, x.ndim, axis, keepdims)
+    g = _expand_reduced(g, x.ndim, axis, keepdims)
+    if axis is None:
+        first = np.zeros(x.size, bool)
+        first[np.argmax(x)] = True
+        first = first.reshape(x.shape)
+    else:
+        hit = x == top
+        first = hit & (np.cumsum(hit, axis=axis) == 1)
+    return (np.where(first, g, np.float32(0)),)
+
+
+def _getitem_vjp(g, ans, x, idx):
+    out = zeros(x.shape, g)
+    scatter_add(out, idx, g)
+    return (out,)
+
+
+def _concatenate_vjp(g, ans, *xs, axis):
+    bounds = np.cumsum([x.shape[axis] for x in xs])[:-1]
+    return tuple(np.split(g, bounds, axis=axis))
+
+
+add.rule(lambda g, ans, a, b: (g, g))
+sub.rule(lambda g, ans, a, b: (g, neg(g)))
+neg.rule(lambda g, ans, x: (neg(g),))
+where.rule(lambda g, ans, a, b, cond: (where(g, 0, cond), where(0, g, cond)))
+sum_.rule(_sum_vjp)
+max_.rule(_max_vjp)
+relu.rule(lambda g, ans, x: (where(g, 0, x >= 0),))     # slope 1 at 0: the right segment
+reshape.rule(lambda g, ans, x, shape: (reshape(g, x.shape),))
+transpose.rule(lambda g, ans, x, axes: (transpose(g, None if axes is None else tuple(np.argsort(axes))),))
+getitem.rule(_getitem_vjp)
+concatenate.rule(_concatenate_vjp)
+
+# --- the multiplying baseline (pafree.ops.standard) ------------------------------
+fmul = Primitive("fmul", standard.mul, elementwise=True)
+fdiv = Primitive("fdiv", standard.div, elementwise=True)
+fexp2 = Primitive("fexp2", standard.exp2)
+flog2 = Primitive("flog2", standard.log2)
+fsqrt = Primitive("fsqrt", standard.sqrt)
+fmatmul = Primitive("fmatmul", standard.matmul)
+
+fmul.rule(lambda g, ans, a, b: (fmul(g, b), fmul(g, a)))
+fdiv.rule(lambda g, ans, a, b: (fdiv(g, b), neg(fdiv(fmul(g, ans), b))))
+fexp2.rule(lambda g, ans, x: (fmul(g, fmul(ans, standard.LN2)),))
+flog2.rule(lambda g, ans, x: (fdiv(g, fmul(x, standard.LN2)),))
+fsqrt.rule(lambda g, ans, x: (fdiv(g, fmul(ans, np.float32(2))),))
+fmatmul.rule(lambda g, ans, a, b: (fmatmul(g, np.swapaxes(b, -1, -2)), fmatmul(np.swapaxes(a, -1, -2), g)))
+
+# --- the piecewise affine primitives (pafree.ops) --------------------------------
+LN2 = np.float32(0.6931472)      # float32(ln 2), the constant of the approx rules
+TWO = np.float32(2)
+
+pam = Primitive("pam", _pa(ops.pam), elementwise=True)
+pam.rule(lambda g, ans, a, b: (pam(g, b), pam(g, a)), ["approx"])
+pam.rule(lambda g, ans, a, b: (pam(g, pam_slope(a, b)), pam(g, pam_slope(b, a))), ["exact"])
+
+pad = Primitive("pad", _pa(ops.pad), elementwise=True)
+pad.rule(lambda g, ans, a, b: (pad(g, b), neg(pad(pam(g, ans), b))), ["approx"])
+pad.rule(lambda g, ans, a, b: tuple(pam(g, s) for s in pad_slope(a, b)), ["exact"])
+
+paexp2 = Primitive("paexp2", _pa(ops.paexp2))
+paexp2.rule(lambda g, ans, x: (pam(g, pam(ans, LN2)),), ["approx"])
+paexp2.rule(lambda g, ans, x: (pam(g, paexp2_slope(x)),), ["exact"])
+
+palog2 = Primitive("palog2", _pa(ops.palog2))
+palog2.rule(lambda g, ans, x: (pad(g, pam(x, LN2)),), ["approx"])
+palog2.rule(lambda g, ans, x: (pam(g, palog2_slope(x)),), ["exact"])
+
+pasqrt = Primitive("pasqrt", _pa(ops.pasqrt))
+pasqrt.rule(lambda g, ans, x: (pad(g, pam(ans, TWO)),), ["approx"])
+pasqrt.rule(lambda g, ans, x: (pam(g, pasqrt_slope(x)),), ["exact"])
+
+
+def _mT(x):
+    return np.swapaxes(x, -1, -2)
+
+
+def _pam_matmul_exact_vjp(g, ans, a, b):
+    """dA[i,k] = sum_j g[i,j] ⊙ slope_A(a[i,k], b[k,j]), and likewise for dB.
+
+    The exact slope depends on both operands (the mantissa carry), so this is
+    not a plain GEMM: it runs one (M, N) slope tile per k.
+    """
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    da = np.empty(batch + a.shape[-2:], np.float32)
+    db = np.empty(batch + b.shape[-2:], np.float32)
+    for k in range(a.shape[-1]):
+        a_k, b_k = a[..., :, k:k + 1], b[..., k:k + 1, :]       # (M, 1), (1, N)
+        da[..., :, k] = sum_(pam(g, pam_slope(a_k, b_k)), axis=-1, keepdims=False)
+        db[..., k, :] = sum_(pam(g, pam_slope(b_k, a_k)), axis=-2, keepdims=False)
+    return da, db
+
+
+pam_matmul = Primitive("pam_matmul", ops.pam_matmul)
+pam_matmul.rule(lambda g, ans, a, b: (pam_matmul(g, _mT(b)), pam_matmul(_mT(a), g)), ["approx"])
+pam_matmul.rule(_pam_matmul_exact_vjp, ["exact"])

@@ -1,0 +1,65 @@
+"""Which arithmetic each model component uses.
+
+Components: ``matmul``, ``norm``, ``softmax`` (attention), ``loss``, ``other``,
+each ``"standard"`` (the float baseline), ``"pa-exact"`` or ``"pa-approx"``
+(PA forward, exact or approximate derivatives); ``optim`` is ``"standard"`` or
+``"pa"`` and is read by the optimizer.
+
+    config.set("pa")                               # a preset
+    with config.mode("pa-matmul", loss="pa-exact"):  # preset plus overrides, restored on exit
+        ...
+"""
+import contextlib
+
+MODES = ("standard", "pa-exact", "pa-approx")
+COMPONENTS = ("matmul", "norm", "softmax", "loss", "other", "optim")
+ALLOWED = {c: MODES for c in COMPONENTS[:-1]} | {"optim": ("standard", "pa")}
+
+PRESETS = {
+    "standard": dict.fromkeys(COMPONENTS, "standard"),
+    "pa-matmul": dict.fromkeys(COMPONENTS, "standard") | {"matmul": "pa-approx"},
+    # the paper's best fully piecewise affine setting: approx everywhere, exact loss
+    "pa": dict.fromkeys(COMPONENTS[:-1], "pa-approx") | {"loss": "pa-exact", "optim": "pa"},
+}
+
+_current = dict(PRESETS["standard"])
+
+
+def _resolve(preset, overrides):
+    modes = dict(_current)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+        modes.update(PRESETS[preset])
+    for component, mode in overrides.items():
+        if component not in ALLOWED:
+            raise ValueError(f"unknown component {component!r}; choose from {COMPONENTS}")
+        if mode not in ALLOWED[component]:
+            raise ValueError(f"{component}: unknown mode {mode!r}; choose from {ALLOWED[component]}")
+        modes[component] = mode
+    return modes
+
+
+def set(preset=None, **overrides):
+    """Set the modes: a preset name, then per-component overrides."""
+    _current.update(_resolve(preset, overrides))
+
+
+@contextlib.contextmanager
+def mode(preset=None, **overrides):
+    """Like ``set`` for the body of a ``with`` block; the previous modes come back after."""
+    saved = dict(_current)
+    _current.update(_resolve(preset, overrides))
+    try:
+        yield get()
+    finally:
+        _current.update(saved)
+
+
+def get():
+    """A copy of the current modes, component -> mode."""
+    return dict(_current)
+
+
+def mode_of(component):
+    return _current[component]

@@ -1,0 +1,295 @@
+"""pafree.functional (F): every differentiable operation, built from the registered primitives.
+
+Each function belongs to a model component (see pafree.config). With
+``derivative=None`` it uses that component's mode; ``derivative="approx"`` or
+``"exact"`` forces the piecewise affine forward with that derivative kind for
+this call. Composites (softmax, layer_norm, cross_entropy, gelu, ...) are
+written once against an ``Arith`` (the multiplying operations of one mode), so
+the float baseline and the PA versions are the same graph with different
+primitives, and their gradients come from that graph.
+
+Exponentials and logarithms are base 2 inside: softmax-like functions subtract
+an integer shift n = floor(max(x ⊙ log2 e)), which PA arithmetic handles
+exactly (paexp2(z - n) = 2**-n paexp2(z)).
+"""
+import math
+
+import numpy as np
+
+from . import config
+from .autograd import registry as R
+from .autograd.tensor import Tensor, _as_array, apply
+from .ops import bits
+
+LOG2E = np.int32(bits.LOG2E).view(np.float32)      # float32(log2 e), the constant of paexp/palog
+GELU_SIGMOID = np.float32(-1.702)                   # gelu(x) ≈ x · sigmoid(1.702 x)
+KINDS = ("exact", "approx")
+
+
+class Arith:
+    """The multiplying operations of one mode: PA primitives (with a derivative kind) or the float baseline."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        pa = mode != "standard"
+        self.kind = mode[len("pa-"):] if pa else "exact"
+        self._mul, self._div, self._exp2, self._log2, self._sqrt, self._matmul = (
+            (R.pam, R.pad, R.paexp2, R.palog2, R.pasqrt, R.pam_matmul) if pa else
+            (R.fmul, R.fdiv, R.fexp2, R.flog2, R.fsqrt, R.fmatmul))
+
+    def mul(self, a, b): return apply(self._mul, a, b, kind=self.kind)
+    def div(self, a, b): return apply(self._div, a, b, kind=self.kind)
+    def exp2(self, x): return apply(self._exp2, x, kind=self.kind)
+    def log2(self, x): return apply(self._log2, x, kind=self.kind)
+    def sqrt(self, x): return apply(self._sqrt, x, kind=self.kind)
+    def matmul(self, a, b): return apply(self._matmul, a, b, kind=self.kind)
+    def exp(self, x): return self.exp2(self.mul(x, LOG2E))
+    def log(self, x): return self.div(self.log2(x), LOG2E)
+    def pow(self, x, p): return self.exp2(self.mul(p, self.log2(x)))
+
+
+_ARITH = {mode: Arith(mode) for mode in config.MODES}
+
+
+def _check_kind(derivative):
+    if derivative is not None and derivative not in KINDS:
+        raise ValueError(f"derivative must be None, 'exact' or 'approx', got {derivative!r}")
+
+
+def _arith(component, derivative):
+    """The arithmetic for one call: the component's configured mode unless a derivative kind is forced."""
+    _check_kind(derivative)
+    return _ARITH[config.mode_of(component) if derivative is None else "pa-" + derivative]
+
+
+def _pa_arith(derivative):
+    """PA arithmetic for the pa* functions: the forced kind, else the 'other' component's, else approx."""
+    _check_kind(derivative)
+    if derivative is None:
+        mode = config.mode_of("other")
+        derivative = mode[len("pa-"):] if mode != "standard" else "approx"
+    return _ARITH["pa-" + derivative]
+
+
+def _tensor(x):
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def _axis(axis):
+    return tuple(axis) if isinstance(axis, (list, tuple)) else axis
+
+
+# --- the PA primitives and their derived ops (always piecewise affine) ---------------
+def pam(a, b, derivative=None): return _pa_arith(derivative).mul(a, b)
+def pad(a, b, derivative=None): return _pa_arith(derivative).div(a, b)
+def paexp2(x, derivative=None): return _pa_arith(derivative).exp2(x)
+def palog2(x, derivative=None): return _pa_arith(derivative).log2(x)
+def pasqrt(x, derivative=None): return _pa_arith(derivative).sqrt(x)
+def paexp(x, derivative=None): return _pa_arith(derivative).exp(x)
+def palog(x, derivative=None): return _pa_arith(derivative).log(x)
+def papow(x, p, derivative=None): return _pa_arith(derivative).pow(x, p)
+
+
+# --- multiplying ops: PA or float by the 'other' component ---------------------------
+def mul(a, b, derivative=None): return _arith("other", derivative).mul(a, b)
+def div(a, b, derivative=None): return _arith("other", derivative).div(a, b)
+def exp(x, derivative=None): return _arith("other", derivative).exp(x)
+def log(x, derivative=None): return _arith("other", derivative).log(x)
+def sqrt(x, derivative=None): return _arith("other", derivative).sqrt(x)
+def pow(x, p, derivative=None): return _arith("other", derivative).pow(x, p)
+
+
+def matmul(a, b, derivative=None):
+    """a @ b with numpy's batch broadcasting; both operands at least 2-D."""
+    a, b = _tensor(a), _tensor(b)
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
+    return _arith("matmul", derivative).matmul(a, b)
+
+
+# --- ops with no multiplication: the same in every mode ------------------------------
+# (``derivative`` is accepted for a uniform signature; add, compare and copy have one
+# derivative, so it changes nothing.)
+def add(a, b, derivative=None): _check_kind(derivative); return apply(R.add, a, b)
+def sub(a, b, derivative=None): _check_kind(derivative); return apply(R.sub, a, b)
+def neg(x, derivative=None): _check_kind(derivative); return apply(R.neg, x)
+def relu(x, derivative=None): _check_kind(derivative); return apply(R.relu, x)
+
+
+def sum(x, axis=None, keepdims=False, derivative=None):
+    _check_kind(derivative)
+    return apply(R.sum_, x, axis=_axis(axis), keepdims=keepdims)
+
+
+def max(x, axis=None, keepdims=False, derivative=None):
+    """Maximum over one axis (or all); the gradient goes to the first maximum."""
+    _check_kind(derivative)
+    if isinstance(axis, (list, tuple)):
+        raise ValueError("max: axis must be an int or None")
+    return apply(R.max_, x, axis=axis, keepdims=keepdims)
+
+
+def mean(x, axis=None, keepdims=False, derivative=None):
+    """sum ⊘ count in PA modes (the count is an integer, converted exactly)."""
+    x = _tensor(x)
+    axis = _axis(axis)
+    axes = range(x.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
+    count = math.prod(x.shape[a] for a in axes)
+    return _arith("other", derivative).div(sum(x, axis, keepdims), float(count))
+
+
+def where(cond, a, b):
+    """a where cond is True, else b (cond: bool array or Tensor, not differentiated)."""
+    return apply(R.where, a, b, cond=_as_array(cond))
+
+
+def masked_fill(x, mask, value):
+    """x with ``value`` where mask is True."""
+    return where(mask, value, x)
+
+
+# --- shape ops -----------------------------------------------------------------------
+def reshape(x, shape):
+    return apply(R.reshape, x, shape=tuple(shape))
+
+
+def transpose(x, axes=None):
+    return apply(R.transpose, x, axes=None if axes is None else tuple(axes))
+
+
+def _index(idx):
+    if isinstance(idx, tuple):
+        return tuple(_index(i) for i in idx)
+    return idx.data if isinstance(idx, Tensor) else idx
+
+
+def getitem(x, idx):
+    """x[idx]: basic slicing and integer-array indexing; the gradient is a scatter-add."""
+    return apply(R.getitem, x, idx=_index(idx))
+
+
+def embedding(weight, ids):
+    """Rows ``weight[ids]``; repeated ids add their gradients."""
+    ids = _as_array(ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
+    return getitem(weight, ids)
+
+
+def concatenate(tensors, axis=0):
+    return apply(R.concatenate, *tensors, axis=axis)
+
+
+def stack(tensors, axis=0):
+    tensors = [_tensor(t) for t in tensors]
+    ndim = tensors[0].ndim + 1
+    axis = axis % ndim
+    return concatenate([reshape(t, t.shape[:axis] + (1,) + t.shape[axis:]) for t in tensors], axis)
+
+
+# --- composites: one graph, the component's arithmetic -------------------------------
+def _shifted_exp2(ar, x, axis):
+    """(z - n, paexp2(z - n), n) for z = x ⊙ log2 e and the integer shift n = floor(max z)."""
+    z = ar.mul(x, LOG2E)
+    shift = R.floor(R.max_(z.data, axis=axis, keepdims=True))
+    shift = R.where(shift, np.float32(0), np.isfinite(shift))   # rows that are all -inf
+    zs = sub(z, shift)
+    return zs, ar.exp2(zs), shift
+
+
+def _masked(x, mask):
+    """Apply an additive float mask, or a bool mask (True = keep) as -inf elsewhere."""
+    if mask is None:
+        return x
+    mask = _as_array(mask)
+    if mask.dtype.kind == "b":
+        return where(mask, x, np.float32(-np.inf))
+    return add(x, mask)
+
+
+def softmax(x, axis=-1, mask=None, derivative=None):
+    """exp(x) / sum exp(x) along ``axis`` (component 'softmax'); ``mask``: additive or bool keep-mask."""
+    ar = _arith("softmax", derivative)
+    _, e, _ = _shifted_exp2(ar, _masked(x, mask), axis)
+    return ar.div(e, sum(e, axis, keepdims=True))
+
+
+def log_softmax(x, axis=-1, derivative=None):
+    """Natural log of softmax (component 'loss'): (z - n - log2 sum) ⊘ log2 e."""
+    ar = _arith("loss", derivative)
+    zs, e, _ = _shifted_exp2(ar, x, axis)
+    return ar.div(sub(zs, ar.log2(sum(e, axis, keepdims=True))), LOG2E)
+
+
+def logsumexp(x, axis=-1, keepdims=False, derivative=None):
+    """Natural log of sum exp(x) along ``axis`` (component 'loss')."""
+    ar = _arith("loss", derivative)
+    _, e, shift = _shifted_exp2(ar, x, axis)
+    out = ar.div(add(ar.log2(sum(e, axis, keepdims=True)), shift), LOG2E)
+    return out if keepdims else reshape(out, np.squeeze(shift, axis).shape)
+
+
+def cross_entropy(logits, targets, label_smoothing=0.0, ignore_index=None, derivative=None):
+    """Mean softmax cross-entropy (nats) of logits (..., C) against integer targets (...).
+
+    With label smoothing eps the target distribution is (1 - eps) one-hot + eps / C;
+    targets equal to ``ignore_index`` are left out of the loss and of the mean.
+    Computed in bits (base 2) and converted to nats once at the end.
+    """
+    ar = _arith("loss", derivative)
+    logits = _tensor(logits)
+    classes = logits.shape[-1]
+    logits = reshape(logits, (-1, classes))
+    targets = _as_array(targets).reshape(-1)
+    if targets.shape[0] != logits.shape[0]:
+        raise ValueError(f"cross_entropy: logits {logits.shape} and targets {targets.shape} disagree")
+    keep = None if ignore_index is None else targets != ignore_index
+    if keep is not None:
+        targets = np.where(keep, targets, 0)
+    zs, e, _ = _shifted_exp2(ar, logits, -1)
+    log2p = sub(zs, ar.log2(sum(e, -1, keepdims=True)))
+    loss = neg(getitem(log2p, (np.arange(len(targets)), targets)))
+    if label_smoothing:
+        eps = np.float32(label_smoothing)
+        spread = neg(sum(log2p, -1))                       # -sum_c log2 p_c
+        loss = add(ar.mul(loss, np.float32(1) - eps), ar.mul(spread, ar.div(eps, float(classes))))
+    count = len(targets)
+    if keep is not None:
+        loss = where(keep, loss, np.float32(0))
+        count = int(np.count_nonzero(keep))
+    return ar.div(ar.div(sum(loss), float(count)), LOG2E)
+
+
+def layer_norm(x, weight=None, bias=None, eps=1e-5, derivative=None):
+    """(x - mean) ⊘ sqrt(var + eps) over the last axis, then ⊙ weight + bias (component 'norm')."""
+    ar = _arith("norm", derivative)
+    x = _tensor(x)
+    n = float(x.shape[-1])
+    centred = sub(x, ar.div(sum(x, -1, keepdims=True), n))
+    var = ar.div(sum(ar.mul(centred, centred), -1, keepdims=True), n)
+    y = ar.div(centred, ar.sqrt(add(var, np.float32(eps))))
+    if weight is not None:
+        y = ar.mul(y, weight)
+    if bias is not None:
+        y = add(y, bias)
+    return y
+
+
+def gelu(x, derivative=None):
+    """x ⊙ sigmoid(1.702 x) = x ⊘ (1 + exp(-1.702 x)), in every mode (component 'other')."""
+    ar = _arith("other", derivative)
+    return ar.div(x, add(np.float32(1), ar.exp(ar.mul(x, GELU_SIGMOID))))
+
+
+def dropout(x, p, training, rng, derivative=None):
+    """Zero each element with probability p and rescale the rest by 1 ⊘ (1 - p) (component 'other')."""
+    if not training or p == 0:
+        return _tensor(x)
+    ar = _arith("other", derivative)
+    keep = rng.random(np.shape(x.data if isinstance(x, Tensor) else x), dtype=np.float32) >= p
+    scale = ar.div(np.float32(1), np.float32(1) - np.float32(p))
+    return ar.mul(x, where(keep, scale, np.float32(0)))
