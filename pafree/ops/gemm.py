@@ -1,55 +1,427 @@
-"""PAM matrix multiply: C[i, j] = sum_k pam(A[i, k], B[k, j]), float32 sums in increasing k.
+"""PAM matrix multiply: C[i, j] = sum_k pam(A[i, k], B[k, j]) at BLAS speed, bit-exact.
 
-A simple row-at-a-time kernel; the blocked BLAS-speed version replaces it.
+Semantics: every C[i, j] is the float32 sum, in increasing k and starting from
++0.0, of the PAM products ``bits.pam(A[i, k], B[k, j])``. Each output element
+is owned by one thread and summed in that order, so the result is
+bit-identical to a naive scalar loop for any thread count (NaNs compare as
+NaN: which NaN bit pattern comes out of NaN + NaN is the hardware's choice).
+
+How it is fast (GotoBLAS structure, one integer add + one float add per term):
+- Both operands are packed once per call into reused buffers. A goes to
+  micro-panels of MR rows, per k: the bits and a threshold ``0x3FFFFFFF - |a|``;
+  B to panels of NR columns, per k: ``bits - ONE`` and a key ``|b|`` (zero and
+  subnormal B map to INT_MIN, zero A to an INT_MAX threshold). A product is a
+  normal number exactly when ``key_b > thr_a``, and its bits are then
+  ``bits_a + (bits_b - ONE)``: the carry-free add also produces the sign.
+- Packing records each block's smallest and largest magnitude. Per MR x NR
+  tile and K chunk the kernel picks one of three loops: *fast* when the
+  bounds prove every product is a normal number (add the bits, add the
+  float), *masked* when products may vanish but none can overflow (the float
+  add is skipped where the key test fails; skipping a signed zero is exact
+  because the sum starts at +0.0 and so is never -0.0), and *exact* (the
+  scalar ``bits.pam``) for the rare tile that holds inf, NaN or huge values.
+- The MR x NR accumulator lives in a stack array that LLVM keeps in zmm
+  registers; tile edges go through a scratch tile, so no shape needs padding
+  by the caller.
+
+Transposed operands (``transpose_a``/``transpose_b``) are read in place by the
+packing; a product with few columns is computed as (B^T A^T)^T, which PAM's
+commutativity makes the same sums in the same order.
 """
+import threading
+
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import carray, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, register_jitable
 
 from . import bits
-from .cpu import float32_array
 from .jit import cpu_kernel
+
+MR = 4          # rows of a register tile
+NR = 64         # columns of a register tile (4 zmm vectors of int32/float32)
+KC = 256        # K chunk: one chunk of a B panel (eb + key) is 128 KiB, in L2
+MC = 16         # micro-panels of A per task (64 rows)
+THR_BASE = bits.ONE + bits.MIN_NORMAL - 1   # 0x3FFFFFFF: valid iff |b| > THR_BASE - |a|
+INT_MAX = 0x7FFFFFFF
+INT_MIN = -0x80000000
+
+
+@intrinsic
+def _stack_tile(typingctx):
+    """Pointer to MR * NR float32 on the stack (LLVM promotes it to registers)."""
+    def codegen(context, builder, sig, args):
+        return cgutils.alloca_once(builder, ir.FloatType(), size=MR * NR)
+    return types.CPointer(types.float32)(), codegen
+
+
+@intrinsic
+def _as_float(typingctx, x):
+    """Reinterpret int32 bits as float32 (no conversion)."""
+    if x != types.int32:
+        return None
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+# ---------------------------------------------------------------- packing
+
+@cpu_kernel(parallel=True)
+def pack_a(x, packed, bound):
+    """x: (nb, M, K) int32 bits (any strides) -> packed (nb, M/MR, K, 2, MR): bits, threshold.
+
+    bound[z, ip, kc] = (min, max) magnitude of the block; padding rows are 1.0.
+    """
+    nb, m, k_total = x.shape
+    n_ip = packed.shape[1]
+    for t in prange(nb * n_ip):
+        z = t // n_ip
+        ip = t - z * n_ip
+        for kc in range(bound.shape[2]):
+            lo = INT_MAX
+            hi = 0
+            for k in range(kc * KC, min(kc * KC + KC, k_total)):
+                for r in range(MR):
+                    i = ip * MR + r
+                    v = x[z, i, k] if i < m else bits.ONE
+                    mag = v & bits.MAG
+                    packed[z, ip, k, 0, r] = v
+                    packed[z, ip, k, 1, r] = THR_BASE - mag if mag >= bits.MIN_NORMAL else INT_MAX
+                    lo = min(lo, mag)
+                    hi = max(hi, mag)
+            bound[z, ip, kc, 0] = lo
+            bound[z, ip, kc, 1] = hi
 
 
 @cpu_kernel(parallel=True)
-def pam_gemm_rows(a, b, out):
-    """a: (M, K) int32 bits, b: (K, N) int32 bits, out: (M, N) float32."""
-    m, k = a.shape
-    n = b.shape[1]
-    for i in prange(m):
-        prod = np.empty(n, np.int32)
-        prod_f = prod.view(np.float32)
-        acc = np.zeros(n, np.float32)
-        for p in range(k):
-            ap = a[i, p]
-            for j in range(n):
-                prod[j] = bits.pam(ap, b[p, j])
-            for j in range(n):
-                acc[j] += prod_f[j]
-        out[i] = acc
+def pack_b(y, packed, bound):
+    """y: (nb, K, N) int32 bits (any strides) -> packed (nb, N/NR, K, 2, NR): bits - ONE, key.
+
+    bound[z, jp, kc] = (min, max) magnitude of the block; padding columns are 1.0.
+    """
+    nb, k_total, n = y.shape
+    n_jp = packed.shape[1]
+    for t in prange(nb * n_jp):
+        z = t // n_jp
+        jp = t - z * n_jp
+        for kc in range(bound.shape[2]):
+            lo = INT_MAX
+            hi = 0
+            for k in range(kc * KC, min(kc * KC + KC, k_total)):
+                row = packed[z, jp, k]
+                for j in range(NR):
+                    col = jp * NR + j
+                    v = y[z, k, col] if col < n else bits.ONE
+                    mag = v & bits.MAG
+                    row[0, j] = v - bits.ONE        # wraps to int32 on store
+                    row[1, j] = mag if mag >= bits.MIN_NORMAL else INT_MIN
+                    lo = min(lo, mag)
+                    hi = max(hi, mag)
+            bound[z, jp, kc, 0] = lo
+            bound[z, jp, kc, 1] = hi
 
 
-def pam_matmul(a, b):
-    """PAM matrix product with np.matmul's shape rules (2-D and batched)."""
-    a = float32_array(a, "pam_matmul")
-    b = float32_array(b, "pam_matmul")
+# ---------------------------------------------------------- register tiles
+# a: (K, 2, MR) packed A micro-panel, b: (K, 2, NR) packed B panel, tile: (MR, NR) float32.
+
+@register_jitable
+def tile_fast(tile, a, b, k0, k1):
+    """Every product is normal: one int add and one float add per term."""
+    acc = carray(_stack_tile(), (MR, NR))
+    for r in range(MR):
+        for j in range(NR):
+            acc[r, j] = tile[r, j]
+    for k in range(k0, k1):
+        bits_a = a[k, 0]
+        eb = b[k, 0]
+        for r in range(MR):
+            ar = bits_a[r]
+            for j in range(NR):
+                acc[r, j] += _as_float(np.int32(ar + eb[j]))
+    for r in range(MR):
+        for j in range(NR):
+            tile[r, j] = acc[r, j]
+
+
+@register_jitable
+def tile_masked(tile, a, b, k0, k1):
+    """No product overflows; a product that is zero or underflows is skipped."""
+    acc = carray(_stack_tile(), (MR, NR))
+    for r in range(MR):
+        for j in range(NR):
+            acc[r, j] = tile[r, j]
+    for k in range(k0, k1):
+        bits_a = a[k, 0]
+        thr = a[k, 1]
+        eb = b[k, 0]
+        key = b[k, 1]
+        for j in range(NR):           # j outer: fewer live registers than r outer
+            ebj = eb[j]
+            keyj = key[j]
+            for r in range(MR):
+                s = acc[r, j]
+                t = s + _as_float(np.int32(bits_a[r] + ebj))
+                acc[r, j] = t if keyj > thr[r] else s
+    for r in range(MR):
+        for j in range(NR):
+            tile[r, j] = acc[r, j]
+
+
+@register_jitable
+def tile_exact(tile, a, b, k0, k1):
+    """Any operands (inf, NaN, overflow): the scalar bits.pam, same order of sums."""
+    for k in range(k0, k1):
+        bits_a = a[k, 0]
+        eb = b[k, 0]
+        for r in range(MR):
+            for j in range(NR):
+                p = bits.pam(bits_a[r], np.int32(eb[j] + bits.ONE))
+                tile[r, j] += _as_float(np.int32(p))
+
+
+@register_jitable
+def tile_kind(a_bound, b_bound):
+    """0 fast, 1 masked, 2 exact, from the blocks' magnitude bounds (int64 sums)."""
+    a_lo = np.int64(a_bound[0])
+    a_hi = np.int64(a_bound[1])
+    b_lo = np.int64(b_bound[0])
+    b_hi = np.int64(b_bound[1])
+    if a_hi >= bits.INF or b_hi >= bits.INF or a_hi + b_hi - bits.ONE >= bits.INF:
+        return 2
+    if a_lo >= bits.MIN_NORMAL and b_lo >= bits.MIN_NORMAL and \
+            a_lo + b_lo - bits.ONE >= bits.MIN_NORMAL:
+        return 0
+    return 1
+
+
+@cpu_kernel(parallel=True)
+def pam_gemm_packed(pa, a_bound, pb, b_bound, a_index, b_index, m, n, out, out_strides):
+    """C[z] = A[a_index[z]] ⊙@ B[b_index[z]] from packed operands.
+
+    out is a flat float32 array; out_strides (batch, row, column) in elements,
+    so a transposed or batched destination needs no second specialisation.
+    """
+    nb = a_index.shape[0]
+    n_ip = pa.shape[1]
+    n_jp = pb.shape[1]
+    k_total = pa.shape[2]
+    n_kc = a_bound.shape[2]
+    n_ib = (n_ip + MC - 1) // MC
+    zs, rs, cs = out_strides
+    for t in prange(nb * n_ib * n_jp):
+        jp = t % n_jp
+        ib = (t // n_jp) % n_ib
+        z = t // (n_jp * n_ib)
+        za = a_index[z]
+        zb = b_index[z]
+        panel_b = pb[zb, jp]
+        j0 = jp * NR
+        nj = min(NR, n - j0)
+        tile = carray(_stack_tile(), (MR, NR))
+        for kc in range(n_kc):
+            k0 = kc * KC
+            k1 = min(k0 + KC, k_total)
+            for ip in range(ib * MC, min(ib * MC + MC, n_ip)):
+                i0 = ip * MR
+                ni = min(MR, m - i0)
+                base = z * zs + i0 * rs + j0 * cs
+                for r in range(MR):
+                    for j in range(NR):
+                        tile[r, j] = 0.0
+                if kc > 0:
+                    for r in range(ni):
+                        for j in range(nj):
+                            tile[r, j] = out[base + r * rs + j * cs]
+                kind = tile_kind(a_bound[za, ip, kc], b_bound[zb, jp, kc])
+                if kind == 0:
+                    tile_fast(tile, pa[za, ip], panel_b, k0, k1)
+                elif kind == 1:
+                    tile_masked(tile, pa[za, ip], panel_b, k0, k1)
+                else:
+                    tile_exact(tile, pa[za, ip], panel_b, k0, k1)
+                for r in range(ni):
+                    for j in range(nj):
+                        out[base + r * rs + j * cs] = tile[r, j]
+
+
+# ------------------------------------------------- exact-derivative GEMMs
+
+@cpu_kernel(parallel=True)
+def exact_grad_a(a, bt, dy, a_index, b_index, da):
+    """da[z, i, k] = sum_j pam(dy[z, i, j], pam_slope(A[i, k], B[k, j])), j increasing.
+
+    a: (nbA, M, K) bits, bt: (nbB, N, K) bits of B transposed, dy: (nb, M, N) bits.
+    """
+    nb, m, k_total = da.shape
+    n = dy.shape[2]
+    for t in prange(nb * m):
+        z = t // m
+        i = t - z * m
+        acc = da[z, i]
+        acc[:] = 0.0
+        a_row = a[a_index[z], i]
+        for j in range(n):
+            g = dy[z, i, j]
+            b_col = bt[b_index[z], j]
+            for k in range(k_total):
+                slope = bits.pam_slope(a_row[k], b_col[k])
+                acc[k] += _as_float(np.int32(bits.pam(g, slope)))
+
+
+@cpu_kernel(parallel=True)
+def exact_grad_b(at, b, dy, a_index, b_index, db):
+    """db[z, k, j] = sum_i pam(dy[z, i, j], pam_slope(B[k, j], A[i, k])), i increasing.
+
+    at: (nbA, K, M) bits of A transposed, b: (nbB, K, N) bits, dy: (nb, M, N) bits.
+    """
+    nb, k_total, n = db.shape
+    m = dy.shape[1]
+    for t in prange(nb * k_total):
+        z = t // k_total
+        k = t - z * k_total
+        acc = db[z, k]
+        acc[:] = 0.0
+        b_row = b[b_index[z], k]
+        a_col = at[a_index[z], k]
+        for i in range(m):
+            a_ik = a_col[i]
+            g_row = dy[z, i]
+            for j in range(n):
+                slope = bits.pam_slope(b_row[j], a_ik)
+                acc[j] += _as_float(np.int32(bits.pam(g_row[j], slope)))
+
+
+# ------------------------------------------------------------- Python API
+
+_workspace = threading.local()
+
+
+def _buffer(name, shape):
+    """An int32 array of ``shape`` carved from a per-thread buffer reused between calls."""
+    size = int(np.prod(shape))
+    buf = getattr(_workspace, name, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(max(size, 1), np.int32)
+        setattr(_workspace, name, buf)
+    return buf[:size].reshape(shape)
+
+
+def _float32(x, op):
+    """x as a float32 ndarray, keeping its strides (a transposed view stays a view)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{op}: expected real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float32, copy=False)
+
+
+def _operands(a, b, transpose_a, transpose_b, op):
+    """Normalise to 3-D stacks (nbA, M, K), (nbB, K, N) + batch index maps, np.matmul rules.
+
+    Returns (a3, b3, a_index, b_index, batch, out_shape); a3/b3 are int32 views,
+    not copies, unless a batch reshape needs one.
+    """
+    a = _float32(a, op)
+    b = _float32(b, op)
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError("pam_matmul: operands must have at least one dimension")
-    squeeze_a, squeeze_b = a.ndim == 1, b.ndim == 1
-    if squeeze_a:
+        raise ValueError(f"{op}: operands must have at least one dimension")
+    if (transpose_a and a.ndim < 2) or (transpose_b and b.ndim < 2):
+        raise ValueError(f"{op}: a 1-D operand cannot be transposed")
+    if transpose_a:
+        a = a.swapaxes(-1, -2)
+    if transpose_b:
+        b = b.swapaxes(-1, -2)
+    vector_a, vector_b = a.ndim == 1, b.ndim == 1
+    if vector_a:
         a = a[None, :]
-    if squeeze_b:
+    if vector_b:
         b = b[:, None]
     if a.shape[-1] != b.shape[-2]:
-        raise ValueError(f"pam_matmul: shapes {a.shape} and {b.shape} do not align")
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not align")
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    a = np.ascontiguousarray(np.broadcast_to(a, batch + a.shape[-2:])).reshape(-1, *a.shape[-2:])
-    b = np.ascontiguousarray(np.broadcast_to(b, batch + b.shape[-2:])).reshape(-1, *b.shape[-2:])
-    out = np.empty((a.shape[0], a.shape[1], b.shape[2]), np.float32)
-    for i in range(a.shape[0]):
-        pam_gemm_rows(a[i].view(np.int32), b[i].view(np.int32), out[i])
-    out = out.reshape(batch + out.shape[1:])
-    if squeeze_a:
-        out = out[..., 0, :]
-    if squeeze_b:
-        out = out[..., 0]
-    return out
+    a_index = np.broadcast_to(np.arange(int(np.prod(a.shape[:-2]))).reshape(a.shape[:-2]), batch)
+    b_index = np.broadcast_to(np.arange(int(np.prod(b.shape[:-2]))).reshape(b.shape[:-2]), batch)
+    a3 = a.reshape((-1,) + a.shape[-2:]).view(np.int32)
+    b3 = b.reshape((-1,) + b.shape[-2:]).view(np.int32)
+    out_shape = batch + (a.shape[-2], b.shape[-1])
+    if vector_a:
+        out_shape = out_shape[:-2] + out_shape[-1:]
+    if vector_b:
+        out_shape = out_shape[:-1]
+    return a3, b3, a_index.ravel(), b_index.ravel(), batch, out_shape
+
+
+def _gemm(x, y, x_index, y_index, out, out_strides):
+    """out[z] = x[x_index[z]] ⊙@ y[y_index[z]] for int32 stacks x (.., M, K), y (.., K, N)."""
+    m, k = x.shape[1:]
+    n = y.shape[2]
+    n_kc = (k + KC - 1) // KC
+    pa = _buffer("a", (x.shape[0], (m + MR - 1) // MR, k, 2, MR))
+    pb = _buffer("b", (y.shape[0], (n + NR - 1) // NR, k, 2, NR))
+    a_bound = _buffer("a_bound", (x.shape[0], pa.shape[1], n_kc, 2))
+    b_bound = _buffer("b_bound", (y.shape[0], pb.shape[1], n_kc, 2))
+    pack_a(x, pa, a_bound)
+    pack_b(y, pb, b_bound)
+    pam_gemm_packed(pa, a_bound, pb, b_bound, x_index, y_index, m, n, out,
+                    out_strides)
+
+
+def pam_matmul(a, b, transpose_a=False, transpose_b=False):
+    """PAM matrix product with np.matmul's shape rules (1-D, 2-D, broadcast batches).
+
+    ``transpose_a`` / ``transpose_b`` swap the last two axes of that operand
+    first (``a.T @ b``, ``a @ b.T`` for the backward pass) without copying it.
+    Returns a new C-contiguous float32 array.
+    """
+    a3, b3, a_index, b_index, batch, out_shape = _operands(
+        a, b, transpose_a, transpose_b, "pam_matmul")
+    m, k = a3.shape[1:]
+    n = b3.shape[2]
+    if k == 0:
+        return np.zeros(out_shape, np.float32)
+    out = np.empty((a_index.size, m, n), np.float32)
+    if out.size == 0:
+        return out.reshape(out_shape)
+    if n < NR and m > n:
+        # few columns: C^T = B^T ⊙@ A^T fills the NR-wide tiles; same sums, same order
+        _gemm(b3.swapaxes(1, 2), a3.swapaxes(1, 2), b_index, a_index,
+              out.reshape(-1), (m * n, 1, n))
+    else:
+        _gemm(a3, b3, a_index, b_index, out.reshape(-1), (m * n, n, 1))
+    return out.reshape(out_shape)
+
+
+def pam_matmul_exact_grads(a, b, dy):
+    """Exact derivatives of Y = pam_matmul(a, b) (SPEC section 4), given dY.
+
+    da[..., i, k] = sum_j dY[i, j] ⊙ pam_slope(a[i, k], b[k, j]) and
+    db[..., k, j] = sum_i dY[i, j] ⊙ pam_slope(b[k, j], a[i, k]), float32 sums
+    from +0.0 in increasing j (resp. i). Each term is an exact PAM by a signed
+    power of two. Shapes follow np.matmul; da and db carry the full broadcast
+    batch shape (sum over broadcast axes is the caller's unbroadcast); a 1-D
+    operand gives a 1-D gradient.
+    """
+    a3, b3, a_index, b_index, batch, out_shape = _operands(a, b, False, False,
+                                                           "pam_matmul_exact_grads")
+    m, k = a3.shape[1:]
+    n = b3.shape[2]
+    dy = _float32(dy, "pam_matmul_exact_grads")
+    if dy.shape != out_shape:
+        raise ValueError(f"pam_matmul_exact_grads: dy has shape {dy.shape}, expected {out_shape}")
+    dy3 = np.ascontiguousarray(dy.reshape((-1, m, n))).view(np.int32)
+    da = np.zeros((a_index.size, m, k), np.float32)
+    db = np.zeros((a_index.size, k, n), np.float32)
+    if da.size and n:
+        exact_grad_a(np.ascontiguousarray(a3), np.ascontiguousarray(b3.swapaxes(1, 2)),
+                     dy3, a_index, b_index, da)
+    if db.size and m:
+        exact_grad_b(np.ascontiguousarray(a3.swapaxes(1, 2)), np.ascontiguousarray(b3),
+                     dy3, a_index, b_index, db)
+    da = da.reshape(batch + (m, k))
+    db = db.reshape(batch + (k, n))
+    if np.ndim(a) == 1:
+        da = da[..., 0, :]
+    if np.ndim(b) == 1:
+        db = db[..., 0]
+    return da, db
