@@ -1,0 +1,378 @@
+"""Numba CUDA kernels: the bit logic of bits.py on device arrays.
+
+The scalar functions of bits.py (``register_jitable``) become device functions
+here, exactly as they become CPU code in cpu.py: one source of truth for the
+bit logic. Kernels work on int32 views of float32 device arrays. Float sums
+(reductions, the PAM GEMM) add in float32 in increasing index order, the order
+of the CPU kernels, so the two backends agree bit for bit.
+
+The public functions mirror pafree.ops (same names and arguments) but take and
+return numba device arrays (host data is copied to the device first);
+``BACKEND`` maps pafree.autograd.registry primitive names to them. Importing
+this module needs no GPU: kernels compile at their first launch, and
+pafree.audit.ptx compiles every entry of ``KERNELS`` to PTX ahead of time.
+"""
+import numpy as np
+from numba import cuda
+from numba.extending import register_jitable
+
+from . import bits
+from .cpu import float32_array
+
+THREADS = 256            # threads per block of the elementwise and reduction kernels
+TILE = 16                # the PAM GEMM's square tile (TILE x TILE threads per block)
+MAX_BLOCKS = 4096        # grid-stride loops cover anything larger
+
+KERNELS = {}             # name -> (kernel, PTX signature): what the PTX audit compiles
+
+
+def cuda_kernel(signature, name=None):
+    """Decorator: a CUDA kernel under pafree's policy (never fast-math), registered for the audit.
+
+    Compiled lazily at the first launch; ``signature`` is the one the PTX
+    audit compiles (launches may specialise on other array layouts).
+    """
+    def wrap(fn):
+        kernel = cuda.jit(fastmath=False)(fn)
+        KERNELS[name or fn.__name__] = (kernel, signature)
+        return kernel
+    return wrap
+
+
+# --- elementwise -------------------------------------------------------------------
+
+def unary_kernel(fn, name, dtype="int32"):
+    @cuda_kernel(f"void({dtype}[::1], {dtype}[::1])", name)
+    def kernel(x, out):
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            out[i] = fn(x[i])
+    return kernel
+
+
+def binary_kernel(fn, name, dtype="int32"):
+    """out[i] = fn(a[ia], b[ib]); ``shape`` is the broadcast output shape, empty when ia = ib = i."""
+    @cuda_kernel(f"void({dtype}[::1], int64[::1], {dtype}[::1], int64[::1], int64[::1], {dtype}[::1])",
+                 name)
+    def kernel(a, a_strides, b, b_strides, shape, out):
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            ia = i
+            ib = i
+            if shape.size:                    # broadcasting: split i into indices, last axis first
+                ia = 0
+                ib = 0
+                rest = i
+                for d in range(shape.size - 1, -1, -1):
+                    q = rest // shape[d]
+                    idx = rest - q * shape[d]
+                    ia += idx * a_strides[d]
+                    ib += idx * b_strides[d]
+                    rest = q
+            out[i] = fn(a[ia], b[ib])
+    return kernel
+
+
+UNARY = {name: unary_kernel(getattr(bits, name), name) for name in (
+    "paexp2", "palog2", "pasqrt", "paexp", "palog",
+    "paexp2_slope", "palog2_slope", "pasqrt_slope")}
+BINARY = {name: binary_kernel(getattr(bits, name), name) for name in (
+    "pam", "pad", "papow", "pam_slope", "pad_slope_a", "pad_slope_b")}
+
+
+# the float add/sub/negate the autograd shares between all modes (no multiply involved)
+@register_jitable
+def float_add(a, b):
+    return a + b
+
+
+@register_jitable
+def float_sub(a, b):
+    return a - b
+
+
+@register_jitable
+def float_neg(x):
+    return -x
+
+
+FLOAT_BINARY = {"add": binary_kernel(float_add, "float_add", "float32"),
+                "sub": binary_kernel(float_sub, "float_sub", "float32")}
+FLOAT_NEG = unary_kernel(float_neg, "float_neg", "float32")
+
+
+# --- reductions over one axis of x viewed as (outer, n, inner) ------------------------
+
+@cuda_kernel("void(float32[:, :, ::1], float32[:, ::1])")
+def sum_axis(x, out):
+    """out[o, j] = x[o, 0, j] + x[o, 1, j] + ... in float32, in increasing index order."""
+    outer, n, inner = x.shape
+    for t in range(cuda.grid(1), outer * inner, cuda.gridsize(1)):
+        o = t // inner
+        j = t - o * inner
+        acc = np.float32(0)
+        for k in range(n):
+            acc += x[o, k, j]
+        out[o, j] = acc
+
+
+@cuda_kernel("void(float32[:, :, ::1], float32[:, ::1])")
+def max_axis(x, out):
+    """out[o, j] = max over k of x[o, k, j]; NaN if any element is NaN (numpy's rule)."""
+    outer, n, inner = x.shape
+    for t in range(cuda.grid(1), outer * inner, cuda.gridsize(1)):
+        o = t // inner
+        j = t - o * inner
+        acc = x[o, 0, j]
+        for k in range(1, n):
+            v = x[o, k, j]
+            if acc == acc and (v > acc or v != v):
+                acc = v
+        out[o, j] = acc
+
+
+# --- PAM GEMM: shared-memory tiles, one thread per output element -------------------------
+
+@cuda_kernel("void(int32[:, :, ::1], int32[:, :, ::1], float32[:, :, ::1])")
+def pam_gemm_tiled(a, b, out):
+    """out[z] = a[z] (x) b[z] as PAM products summed in float32 in increasing k.
+
+    a: (Ba, M, K) and b: (Bb, K, N) int32 bits, Ba and Bb equal to out's batch
+    or 1 (shared). Tiles past the edges are padded with +0: pam(0, 0) = +0
+    adds nothing, so the sum is exactly the CPU kernel's.
+    """
+    sa = cuda.shared.array((TILE, TILE), np.int32)
+    sb = cuda.shared.array((TILE, TILE), np.int32)
+    prod = cuda.local.array(1, np.int32)
+    prod_f = prod.view(np.float32)       # the PAM result's bits read as a float32
+    m, k = a.shape[1], a.shape[2]
+    n = b.shape[2]
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    row = cuda.blockIdx.y * TILE + ty
+    col = cuda.blockIdx.x * TILE + tx
+    z = cuda.blockIdx.z
+    za = z if a.shape[0] > 1 else 0
+    zb = z if b.shape[0] > 1 else 0
+    acc = np.float32(0)
+    for k0 in range(0, k, TILE):
+        sa[ty, tx] = a[za, row, k0 + tx] if row < m and k0 + tx < k else 0
+        sb[ty, tx] = b[zb, k0 + ty, col] if k0 + ty < k and col < n else 0
+        cuda.syncthreads()
+        for kk in range(TILE):
+            prod[0] = bits.pam(sa[ty, kk], sb[kk, tx])
+            acc += prod_f[0]
+        cuda.syncthreads()
+    if row < m and col < n:
+        out[z, row, col] = acc
+
+
+# --- host side: device arrays in, device arrays out -----------------------------------------
+
+def is_device_array(x):
+    """True for numba device arrays, real or simulated (the simulator's lack
+    ``__cuda_array_interface__``)."""
+    return hasattr(x, "copy_to_host")
+
+
+def to_device(x, op="to_device"):
+    """x as a C-contiguous float32 device array; host data is converted like pafree.ops does."""
+    if is_device_array(x):
+        if x.dtype != np.float32:
+            raise TypeError(f"{op}: expected a float32 device array, got dtype {x.dtype}")
+        if not x.is_c_contiguous():
+            raise ValueError(f"{op}: device arrays must be C-contiguous")
+        return x
+    return cuda.to_device(float32_array(x, op))
+
+
+def blocks_for(n, threads=THREADS):
+    return max(1, min((n + threads - 1) // threads, MAX_BLOCKS))
+
+
+def as_flat(x, dtype):
+    return x.reshape(x.size).view(dtype)
+
+
+def unary(name, x):
+    x = to_device(x, name)
+    out = cuda.device_array(x.shape, np.float32)
+    if x.size:
+        UNARY[name][blocks_for(x.size), THREADS](as_flat(x, np.int32), as_flat(out, np.int32))
+    return out
+
+
+def broadcast_strides(shape, out_shape):
+    """Element strides of a C-contiguous ``shape`` read as ``out_shape`` (0 on broadcast axes)."""
+    shape = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    strides = [0] * len(shape)
+    step = 1
+    for d in range(len(shape) - 1, -1, -1):
+        strides[d] = step if shape[d] == out_shape[d] and shape[d] != 1 else 0
+        step *= shape[d]
+    return strides
+
+
+def launch_binary(kernel, a, b, dtype):
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    out = cuda.device_array(shape, np.float32)
+    if not out.size:
+        return out
+    if a.shape == b.shape:
+        geometry = [np.zeros(0, np.int64)] * 3
+    else:
+        geometry = [np.array(v, np.int64) for v in (
+            broadcast_strides(a.shape, shape), broadcast_strides(b.shape, shape), shape)]
+    a_strides, b_strides, dims = (cuda.to_device(v) for v in geometry)
+    kernel[blocks_for(out.size), THREADS](
+        as_flat(a, dtype), a_strides, as_flat(b, dtype), b_strides, dims, as_flat(out, dtype))
+    return out
+
+
+def binary(name, a, b):
+    return launch_binary(BINARY[name], to_device(a, name), to_device(b, name), np.int32)
+
+
+def pam(a, b):
+    """Piecewise affine multiplication A ⊙ B on the device."""
+    return binary("pam", a, b)
+
+
+def pad(a, b):
+    """Piecewise affine division A ⊘ B on the device."""
+    return binary("pad", a, b)
+
+
+def papow(x, p):
+    return binary("papow", x, p)
+
+
+def paexp2(x):
+    return unary("paexp2", x)
+
+
+def palog2(x):
+    return unary("palog2", x)
+
+
+def paexp(x):
+    return unary("paexp", x)
+
+
+def palog(x):
+    return unary("palog", x)
+
+
+def pasqrt(x):
+    return unary("pasqrt", x)
+
+
+def pam_slope(a, b):
+    return binary("pam_slope", a, b)
+
+
+def pad_slope(a, b):
+    return binary("pad_slope_a", a, b), binary("pad_slope_b", a, b)
+
+
+def paexp2_slope(x):
+    return unary("paexp2_slope", x)
+
+
+def palog2_slope(x):
+    return unary("palog2_slope", x)
+
+
+def pasqrt_slope(x):
+    return unary("pasqrt_slope", x)
+
+
+def add(a, b):
+    return launch_binary(FLOAT_BINARY["add"], to_device(a, "add"), to_device(b, "add"), np.float32)
+
+
+def sub(a, b):
+    return launch_binary(FLOAT_BINARY["sub"], to_device(a, "sub"), to_device(b, "sub"), np.float32)
+
+
+def neg(x):
+    x = to_device(x, "neg")
+    out = cuda.device_array(x.shape, np.float32)
+    if x.size:
+        FLOAT_NEG[blocks_for(x.size), THREADS](as_flat(x, np.float32), as_flat(out, np.float32))
+    return out
+
+
+def reduce_axes(kernel, x, axis, keepdims, op):
+    """Reduce ``x`` over ``axis`` (None, an int or a tuple), one axis at a time, last axis first."""
+    x = to_device(x, op)
+    if x.ndim == 0:
+        return x
+    axes = range(x.ndim) if axis is None else (axis,) if np.ndim(axis) == 0 else axis
+    axes = sorted({int(ax) % x.ndim for ax in axes}, reverse=True)
+    for ax in axes:
+        shape = x.shape
+        outer = int(np.prod(shape[:ax], dtype=np.int64))
+        inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
+        if shape[ax] == 0 and kernel is max_axis:
+            raise ValueError(f"{op}: zero-size axis {ax} has no maximum")
+        out = cuda.device_array((outer, inner), np.float32)
+        if out.size and shape[ax]:
+            kernel[blocks_for(out.size), THREADS](x.reshape(outer, shape[ax], inner), out)
+        elif out.size:
+            out = cuda.to_device(np.zeros((outer, inner), np.float32))     # empty sum
+        x = out.reshape(shape[:ax] + (1,) + shape[ax + 1:])
+    if not keepdims:
+        x = x.reshape(tuple(s for d, s in enumerate(x.shape) if d not in axes))
+    return x
+
+
+def reduce_sum(x, axis=None, keepdims=False):
+    """Float32 sum in increasing index order (numpy's np.sum adds pairwise: see the README)."""
+    return reduce_axes(sum_axis, x, axis, keepdims, "sum")
+
+
+def reduce_max(x, axis=None, keepdims=False):
+    return reduce_axes(max_axis, x, axis, keepdims, "max")
+
+
+def pam_matmul(a, b):
+    """PAM matrix product on the device: np.matmul's shapes, with batch dimensions that are
+    equal on both sides or present on one side only (or all 1)."""
+    a = to_device(a, "pam_matmul")
+    b = to_device(b, "pam_matmul")
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("pam_matmul: operands must have at least one dimension")
+    a3 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
+    b3 = b.reshape(b.shape[0], 1) if b.ndim == 1 else b
+    shape_a, shape_b = tuple(a3.shape), tuple(b3.shape)   # plain tuples (the simulator's
+    if shape_a[-1] != shape_b[-2]:                          # shapes refuse negative indices)
+        raise ValueError(f"pam_matmul: shapes {a.shape} and {b.shape} do not align")
+    batch_a, batch_b = shape_a[:-2], shape_b[:-2]
+    batch = np.broadcast_shapes(batch_a, batch_b)
+    for side in (batch_a, batch_b):
+        if side != batch and any(s != 1 for s in side):
+            raise NotImplementedError(
+                f"pam_matmul on cuda: batch shapes {batch_a} and {batch_b} (only equal or one-sided)")
+    m, k = shape_a[-2:]
+    n = shape_b[-1]
+    nb = int(np.prod(batch, dtype=np.int64))
+    out = cuda.device_array((nb, m, n), np.float32)
+    if out.size:
+        a3 = a3.reshape(int(np.prod(batch_a, dtype=np.int64)), m, k).view(np.int32)
+        b3 = b3.reshape(int(np.prod(batch_b, dtype=np.int64)), k, n).view(np.int32)
+        grid = ((n + TILE - 1) // TILE, (m + TILE - 1) // TILE, nb)
+        pam_gemm_tiled[grid, (TILE, TILE)](a3, b3, out)
+    shape = batch + (m, n)
+    if a.ndim == 1:
+        shape = shape[:-2] + shape[-1:]
+    if b.ndim == 1:
+        shape = shape[:-1]
+    return out.reshape(shape)
+
+
+# pafree.autograd.registry primitive name -> device kernel with the CPU kernel's arguments
+BACKEND = {
+    "pam": pam, "pad": pad, "paexp2": paexp2, "palog2": palog2, "pasqrt": pasqrt,
+    "pam_matmul": pam_matmul, "pam_slope": pam_slope, "pad_slope": pad_slope,
+    "paexp2_slope": paexp2_slope, "palog2_slope": palog2_slope, "pasqrt_slope": pasqrt_slope,
+    "add": add, "sub": sub, "neg": neg, "sum": reduce_sum, "max": reduce_max,
+}
