@@ -2,17 +2,40 @@
 
 Every function here takes and returns int32 *values* (the bit patterns of
 float32 numbers, as signed integers) and uses only integer add, subtract,
-shift, mask and compare. They are plain Python (callable on Python ints for
-teaching and debugging) and ``register_jitable`` makes the same source
-callable from Numba CPU kernels and CUDA device functions alike.
+shift, mask, compare, min/max and select. They are plain Python (callable on
+Python ints for teaching and debugging; they then return numpy int32
+scalars) and ``register_jitable`` makes the same source callable from Numba
+CPU kernels and CUDA device functions alike.
 
-All intermediate sums are arranged so that they fit in int32 (the comparisons
-are done before the add that could overflow), which keeps the CUDA and GEMM
-kernels on 32-bit integer lanes.
+Written to vectorize:
+- Branch-free: every special case (NaN, inf, zero, overflow, underflow) is
+  computed as a flag and folded in with a select (``a if flag else b``),
+  so LLVM turns a kernel's loop into SIMD code without branches.
+- On 32-bit lanes: Numba types int32 arithmetic as int64; the ``np.int32``
+  around every add, subtract and shift keeps the values (and the vector
+  lanes) 32 bits wide. Each intermediate is arranged to fit in int32 for
+  *every* input bit pattern (saturating with min before an add that could
+  overflow), so the unselected lanes compute harmless values too.
+
+Semantics (SPEC sections 2-4), decisions worth knowing:
+- Subnormal inputs count as zero everywhere; results below the normal range
+  flush to zero, above it become inf.
+- Every NaN result is the canonical quiet NaN ``QNAN`` (0x7FC00000, positive).
+- palog2 rounds E + M (up to 31 significant bits) to the nearest float32,
+  ties to even, with the integer-only ``int_to_float`` so every backend gives
+  the same bits. It is exact while ``bits(x) - ONE`` fits in 24 bits (about
+  x in [1/4, 4)); elsewhere the rounding costs up to half an ulp of E + M.
+- pasqrt is the exact bit trick ``(bits + ONE) >> 1``, i.e. paexp2 of the
+  *unrounded* half-log: rounding palog2 first would only add error.
+- Exact slopes are signed powers of two computed from the exponent fields;
+  where the forward op saturates (paexp2 at +-128, exponents out of range)
+  the slope saturates too (inf or 0). A zero or subnormal operand counts as
+  mantissa 0 when choosing the carry/borrow k.
 
 The format is described by the constants below; a bfloat16 or float16 variant
 is the same code with other constants (exponent width, mantissa width, bias).
 """
+import numpy as np
 from numba.extending import register_jitable
 
 # float32 layout: [sign | 8 exponent bits | 23 mantissa bits]
@@ -27,153 +50,131 @@ MIN_NORMAL = 1 << MANT_BITS             # bits(2**-126): smallest normal magnitu
 INF = ((1 << EXP_BITS) - 1) << MANT_BITS  # bits(inf) = 0x7F800000
 QNAN = INF | (1 << (MANT_BITS - 1))     # the one NaN pafree produces: 0x7FC00000
 EMAX = (1 << EXP_BITS) - 2              # largest biased exponent of a normal (254)
-# paexp2 saturates outside [-(BIAS - 1), BIAS + 1): 2**-126 .. 2**128
+# paexp2 is finite and normal on [-(BIAS - 1), BIAS + 1) = [-126, 128)
 EXP2_LO = -(BIAS - 1)
-EXP2_HI = BIAS + 1
+EXP2_SAT = (BIAS + 7) << MANT_BITS      # bits(128.0) = bits(2**7): |x| from here saturates
 
 
 @register_jitable
 def pam(a, b):
     """A ⊙ B: add the magnitudes' bits, subtract bits(1.0), xor the signs."""
-    sign = (a ^ b) & SIGN
-    ma = a & MAG
-    mb = b & MAG
-    if ma > INF or mb > INF:
-        return QNAN
-    if ma == INF or mb == INF:
-        if ma < MIN_NORMAL or mb < MIN_NORMAL:
-            return QNAN                  # inf ⊙ 0
-        return sign | INF
-    if ma < MIN_NORMAL or mb < MIN_NORMAL:
-        return sign                      # zero or subnormal operand: signed zero
-    ea = ma - ONE                        # the biased add, rearranged not to overflow
-    if ea >= INF - mb:
-        return sign | INF
-    if ea < MIN_NORMAL - mb:
-        return sign
-    return sign | (ea + mb)
+    sign = np.int32((a ^ b) & SIGN)
+    ma = np.int32(a & MAG)
+    mb = np.int32(b & MAG)
+    lo = min(ma, mb)
+    hi = max(ma, mb)
+    # ma + mb - ONE saturated at INF; the min keeps the add inside int32
+    mag = np.int32(min(np.int32(ma - ONE), np.int32(INF - mb)) + mb)
+    zero = (lo < MIN_NORMAL) | (mag < MIN_NORMAL)   # zero/subnormal operand or underflow
+    mag = np.int32(0 if zero else mag)
+    mag = np.int32(INF if hi >= INF else mag)       # inf operand (NaN is handled below)
+    # NaN operand (written as inf exponent with a mantissa: LLVM would fuse "hi > INF"
+    # and "INF - mb" into an overflow intrinsic that does not vectorize), or inf ⊙ 0
+    nan = (hi >= INF) & (((hi & MANT) != 0) | (lo < MIN_NORMAL))
+    return np.int32(QNAN if nan else sign | mag)
 
 
 @register_jitable
 def pad(a, b):
     """A ⊘ B: subtract the magnitudes' bits, add bits(1.0), xor the signs."""
-    sign = (a ^ b) & SIGN
-    ma = a & MAG
-    mb = b & MAG
-    if ma > INF or mb > INF:
-        return QNAN
-    if ma == INF:
-        if mb == INF:
-            return QNAN                  # inf ⊘ inf
-        return sign | INF
-    if ma < MIN_NORMAL:
-        if mb < MIN_NORMAL:
-            return QNAN                  # 0 ⊘ 0
-        return sign
-    if mb < MIN_NORMAL:
-        return sign | INF                # nonzero ⊘ 0
-    if mb == INF:
-        return sign
-    d = ma - mb                          # in (-INF, INF): fits
-    if d >= INF - ONE:
-        return sign | INF
-    if d < MIN_NORMAL - ONE:
-        return sign
-    return sign | (d + ONE)
+    sign = np.int32((a ^ b) & SIGN)
+    ma = np.int32(a & MAG)
+    mb = np.int32(b & MAG)
+    # ma - mb + ONE saturated at INF (ma - mb always fits in int32)
+    mag = np.int32(min(np.int32(ma - mb), INF - ONE) + ONE)
+    zero = (ma < MIN_NORMAL) | (mb == INF) | (mag < MIN_NORMAL)  # 0 ⊘ b, a ⊘ inf, underflow
+    mag = np.int32(0 if zero else mag)
+    mag = np.int32(INF if (ma == INF) | (mb < MIN_NORMAL) else mag)  # inf ⊘ b, a ⊘ 0
+    nan = ((max(ma, mb) > INF) | ((ma == INF) & (mb == INF))
+           | ((ma < MIN_NORMAL) & (mb < MIN_NORMAL)))  # NaN operand, inf ⊘ inf, 0 ⊘ 0
+    return np.int32(QNAN if nan else sign | mag)
 
 
 @register_jitable
 def fixed23(x):
-    """floor(x * 2**23) for a finite float32 whose |x| < 2**7, from its bits.
+    """floor(x * 2**23) for a float32 with |x| < 2**7, from its bits; zero for subnormals.
 
-    Pure integer work: the significand shifted by the exponent, rounded down.
-    Subnormals count as zero.
+    Pure integer work: the significand shifted by the exponent. A negative x
+    rounds toward -inf with the identity floor(-y) = ~((y' - 1) >> s), where
+    y' is the significand before the shift. Other inputs (|x| >= 128, inf,
+    NaN) give some int32 value below 2**30 that the callers select away.
     """
-    m = x & MAG
-    if m < MIN_NORMAL:
-        return 0
-    e = (m >> MANT_BITS) - BIAS
-    sig = (m & MANT) | MIN_NORMAL        # 1.M as an integer scaled by 2**23
-    if e >= 0:
-        v = sig << e
-        return -v if x < 0 else v
-    if e < -MANT_BITS - 1:               # |x * 2**23| < 1
-        return -1 if x < 0 else 0
-    s = -e
-    if x < 0:
-        return -((sig + (1 << s) - 1) >> s)
-    return sig >> s
+    m = np.int32(x & MAG)
+    neg = np.int32(x >> 31)                   # -1 for negative x, else 0
+    e = np.int32((m >> MANT_BITS) - BIAS)
+    sig = np.int32((m & MANT) | MIN_NORMAL)    # 1.M as an integer scaled by 2**23
+    left = np.int32(min(max(e, 0), 6))       # e <= 6 for |x| < 128
+    right = np.int32(min(max(-e, 0), 31))
+    f = np.int32(np.int32(np.int32(sig << left) + neg) >> right) ^ neg
+    return np.int32(0 if m < MIN_NORMAL else f)
 
 
 @register_jitable
 def paexp2(x):
-    """paexp2(x) = 2**floor(x) * (1 + frac(x)): bits = floor(x * 2**23) + bits(1.0)."""
-    m = x & MAG
-    if m > INF:
-        return QNAN
-    if m >= (BIAS + 7) << MANT_BITS:     # |x| >= 128 (or inf): saturate
-        return 0 if x < 0 else INF
+    """paexp2(x) = 2**floor(x) * (1 + frac(x)): bits = floor(x * 2**23) + bits(1.0).
+
+    0 below -126 and for -inf, inf from 128; subnormal x counts as 0 (gives 1).
+    """
+    m = np.int32(x & MAG)
     f = fixed23(x)
-    if f >= EXP2_HI << MANT_BITS:
-        return INF
-    if f < EXP2_LO << MANT_BITS:
-        return 0
-    return f + ONE
+    r = np.int32(0 if f < EXP2_LO << MANT_BITS else np.int32(f + ONE))  # < 2**30 + ONE < INF
+    r = np.int32(np.int32(0 if x < 0 else INF) if m >= EXP2_SAT else r)
+    return np.int32(QNAN if m > INF else r)
+
+
+@register_jitable
+def floor_log2(u):
+    """floor(log2(u)) for 0 < u < 2**31 (0 for u = 0), shifts and adds only.
+
+    Smear the top bit down (u | u >> 1 | ...) and count the ones with the
+    SWAR popcount: constant shifts, so it vectorizes on 32-bit lanes.
+    """
+    for step in (1, 2, 4, 8, 16):
+        u = np.int32(u | (u >> step))
+    u = np.int32(u - ((u >> 1) & 0x55555555))
+    u = np.int32((u & 0x33333333) + ((u >> 2) & 0x33333333))
+    u = np.int32((u + (u >> 4)) & 0x0F0F0F0F)
+    u = np.int32(u + (u >> 8))
+    u = np.int32(u + (u >> 16))
+    return np.int32((u & 0x3F) - 1)
 
 
 @register_jitable
 def int_to_float(v, k):
     """Bits of float32(v) * 2**k for an integer |v| < 2**31, rounded to nearest even.
 
-    Integer-only, so every backend rounds identically; the 2**k is an
-    exponent add (the result must stay normal, which palog2 guarantees).
+    Integer-only (no int-to-float conversion instruction), so every backend
+    rounds identically; the 2**k is an exponent add (the caller keeps the
+    result normal, as palog2 does).
     """
-    if v == 0:
-        return 0
-    sign = 0
-    u = v
-    if v < 0:
-        sign = SIGN
-        u = -v
-    n = 0                                # n = floor(log2(u)), by binary search
-    t = u
-    if t >= 1 << 16:
-        t >>= 16
-        n += 16
-    if t >= 1 << 8:
-        t >>= 8
-        n += 8
-    if t >= 1 << 4:
-        t >>= 4
-        n += 4
-    if t >= 1 << 2:
-        t >>= 2
-        n += 2
-    if t >= 1 << 1:
-        n += 1
-    if n > MANT_BITS:
-        shift = n - MANT_BITS
-        q = u >> shift
-        rest = u - (q << shift)
-        half = 1 << (shift - 1)
-        if rest > half or rest == half and (q & 1) == 1:
-            q += 1                       # may reach 2**24: carries into the exponent
-    else:
-        q = u << (MANT_BITS - n)
-    return sign | (((n + BIAS + k) << MANT_BITS) + q - MIN_NORMAL)
+    neg = np.int32(v >> 31)                   # -1 for negative v, else 0
+    u = np.int32(np.int32((v ^ neg) - neg) & MAG)   # |v| (the mask tells LLVM it is >= 0)
+    n = floor_log2(u)
+    # the significand 1.M scaled to 24 bits: shift u left, or right with rounding.
+    # Variable shifts go through the int32 ufuncs: the << operator would widen
+    # to int64, which LLVM cannot narrow back for a variable shift count.
+    left = max(np.int32(MANT_BITS - n), np.int32(0))
+    right = max(np.int32(n - MANT_BITS), np.int32(0))
+    half = np.int32(np.right_shift(np.left_shift(np.int32(1), right), np.int32(1)))
+    lsb = np.int32(np.right_shift(u, right) & 1)
+    nudge = np.int32(np.int32(half - 1 + lsb) if right > 0 else 0)  # ties go to the even q
+    q = np.right_shift(np.int32(np.left_shift(u, left) + nudge), right)  # 2**24 carries into the exponent
+    r = np.int32(np.int32((n + BIAS + k) << MANT_BITS) + np.int32(q - MIN_NORMAL))
+    return np.int32(0 if v == 0 else r | (neg & SIGN))
 
 
 @register_jitable
 def palog2(x):
-    """palog2(x) = E + M: float32(bits(x) - bits(1.0)) * 2**-23."""
-    m = x & MAG
-    if m > INF or x < 0 and m >= MIN_NORMAL:
-        return QNAN
-    if m < MIN_NORMAL:
-        return SIGN | INF                # log of zero (subnormals flush): -inf
-    if m == INF:
-        return INF
-    return int_to_float(m - ONE, -MANT_BITS)
+    """palog2(x) = E + M: float32(bits(x) - bits(1.0)) * 2**-23, rounded to nearest even.
+
+    -inf at zero and subnormals (either sign), NaN below zero, inf at inf.
+    """
+    m = np.int32(x & MAG)
+    r = int_to_float(np.int32(m - ONE), -MANT_BITS)
+    r = np.int32(SIGN | INF if m < MIN_NORMAL else r)
+    r = np.int32(INF if m == INF else r)
+    nan = (m > INF) | ((x < 0) & (m >= MIN_NORMAL))
+    return np.int32(QNAN if nan else r)
 
 
 # float32 constants of the derived ops, as bits
@@ -200,121 +201,116 @@ def papow(x, p):
 
 
 @register_jitable
+def pasqrt(x):
+    """pasqrt(x) = paexp2(palog2(x) ⊘ 2) on the unrounded log: (bits + ONE) >> 1.
+
+    Exact piecewise affine square root (halving E + M is exact on the bit
+    pattern; ONE is even, so the shift can go first and the sum cannot
+    overflow). 0 at zero/subnormals, inf at inf, NaN below zero.
+    """
+    m = np.int32(x & MAG)
+    r = np.int32((m >> 1) + (ONE >> 1))
+    r = np.int32(0 if m < MIN_NORMAL else r)
+    r = np.int32(INF if m == INF else r)
+    nan = (m > INF) | ((x < 0) & (m >= MIN_NORMAL))
+    return np.int32(QNAN if nan else r)
+
+
+@register_jitable
 def exp_field(x):
     """The biased exponent field of x (0 for zero/subnormal, 255 for inf/NaN)."""
-    return (x & MAG) >> MANT_BITS
+    return np.int32((x & MAG) >> MANT_BITS)
 
 
 @register_jitable
 def pow2(sign, e):
-    """sign | 2**(e - BIAS) given the biased exponent e: clamps to 0 or inf."""
-    if e <= 0:
-        return sign
-    if e > EMAX:
-        return sign | INF
-    return sign | (e << MANT_BITS)
+    """sign | 2**(e - BIAS) given the biased exponent e: 0 for e <= 0, inf above EMAX."""
+    return np.int32(sign | np.int32(min(max(e, 0), EMAX + 1) << MANT_BITS))
 
 
 @register_jitable
 def pam_slope(a, b):
-    """Exact dY/dA of Y = A ⊙ B: sign(B) * 2**(E_B + k), k = [M_A + M_B >= 1]."""
-    ma = a & MAG
-    mb = b & MAG
-    if ma > INF or mb > INF:
-        return QNAN
-    if mb < MIN_NORMAL:
-        return b & SIGN                  # B is zero: Y is flat in A
-    k = 0
-    if ma >= MIN_NORMAL and (ma & MANT) + (mb & MANT) >= MIN_NORMAL:
-        k = 1
-    return pow2(b & SIGN, exp_field(b) + k)
+    """Exact dY/dA of Y = A ⊙ B: sign(B) * 2**(E_B + k), k = [M_A + M_B >= 1].
+
+    Signed zero when B is zero; NaN when either operand is NaN.
+    """
+    ma = np.int32(a & MAG)
+    mb = np.int32(b & MAG)
+    sign = np.int32(b & SIGN)
+    mant_a = np.int32(ma & MANT if ma >= MIN_NORMAL else 0)
+    k = np.int32(1 if np.int32(mant_a + (mb & MANT)) >= MIN_NORMAL else 0)
+    r = pow2(sign, np.int32(exp_field(b) + k))
+    r = np.int32(sign if mb < MIN_NORMAL else r)   # B is zero: Y is flat in A
+    return np.int32(QNAN if max(ma, mb) > INF else r)
 
 
 @register_jitable
 def pad_slope_a(a, b):
-    """Exact dY/dA of Y = A ⊘ B: sign(B) * 2**(-E_B - k), k = [M_A < M_B]."""
-    ma = a & MAG
-    mb = b & MAG
-    if ma > INF or mb > INF:
-        return QNAN
-    if mb < MIN_NORMAL:
-        return (b & SIGN) | INF
-    mant_a = (ma & MANT) if ma >= MIN_NORMAL else 0
-    k = 1 if mant_a < (mb & MANT) else 0
-    return pow2(b & SIGN, 2 * BIAS - exp_field(b) - k)
+    """Exact dY/dA of Y = A ⊘ B: sign(B) * 2**(-E_B - k), k = [M_A < M_B].
+
+    Signed inf when B is zero; NaN when either operand is NaN.
+    """
+    ma = np.int32(a & MAG)
+    mb = np.int32(b & MAG)
+    sign = np.int32(b & SIGN)
+    mant_a = np.int32(ma & MANT if ma >= MIN_NORMAL else 0)
+    k = np.int32(1 if mant_a < (mb & MANT) else 0)
+    r = pow2(sign, np.int32(2 * BIAS - np.int32(exp_field(b) + k)))
+    r = np.int32(sign | INF if mb < MIN_NORMAL else r)
+    return np.int32(QNAN if max(ma, mb) > INF else r)
 
 
 @register_jitable
 def pad_slope_b(a, b):
-    """Exact dY/dB of Y = A ⊘ B: -sign(A) * 2**(E_A - 2 E_B - k), k = [M_A < M_B]."""
-    ma = a & MAG
-    mb = b & MAG
-    if ma > INF or mb > INF:
-        return QNAN
-    neg_sign = (a & SIGN) ^ SIGN
-    if ma < MIN_NORMAL:
-        return neg_sign                  # A is zero: Y is flat in B
-    if mb < MIN_NORMAL:
-        return neg_sign | INF
-    k = 1 if (ma & MANT) < (mb & MANT) else 0
-    return pow2(neg_sign, exp_field(a) - 2 * exp_field(b) + 2 * BIAS - k)
+    """Exact dY/dB of Y = A ⊘ B: -sign(A) * 2**(E_A - 2 E_B - k), k = [M_A < M_B].
+
+    Signed zero when A is zero, signed inf when B is zero (A nonzero); NaN
+    when either operand is NaN.
+    """
+    ma = np.int32(a & MAG)
+    mb = np.int32(b & MAG)
+    sign = np.int32((a & SIGN) ^ SIGN)
+    k = np.int32(1 if (ma & MANT) < (mb & MANT) else 0)
+    e = np.int32(np.int32(exp_field(a) + 2 * BIAS) - np.int32(np.int32(2 * exp_field(b)) + k))
+    r = pow2(sign, e)
+    r = np.int32(sign | INF if mb < MIN_NORMAL else r)
+    r = np.int32(sign if ma < MIN_NORMAL else r)   # A is zero: Y is flat in B
+    return np.int32(QNAN if max(ma, mb) > INF else r)
 
 
 @register_jitable
 def paexp2_slope(x):
-    """Exact d paexp2(x)/dx = 2**floor(x) (0 and inf where paexp2 saturates)."""
-    m = x & MAG
-    if m > INF:
-        return QNAN
-    if m >= (BIAS + 7) << MANT_BITS:
-        return 0 if x < 0 else INF
-    f = fixed23(x)
-    if f >= EXP2_HI << MANT_BITS:
-        return INF
-    if f < EXP2_LO << MANT_BITS:
-        return 0
-    return pow2(0, (f >> MANT_BITS) + BIAS)
+    """Exact d paexp2(x)/dx = 2**floor(x): 0 below -126 and at -inf, inf from 128."""
+    m = np.int32(x & MAG)
+    r = pow2(0, np.int32((fixed23(x) >> MANT_BITS) + BIAS))
+    r = np.int32(np.int32(0 if x < 0 else INF) if m >= EXP2_SAT else r)
+    return np.int32(QNAN if m > INF else r)
 
 
 @register_jitable
 def palog2_slope(x):
-    """Exact d palog2(x)/dx = 2**(-E_x) for x > 0 (inf at 0, NaN below)."""
-    m = x & MAG
-    if m > INF or x < 0 and m >= MIN_NORMAL:
-        return QNAN
-    if m < MIN_NORMAL:
-        return INF
-    if m == INF:
-        return 0
-    return pow2(0, 2 * BIAS - exp_field(x))
+    """Exact d palog2(x)/dx = 2**(-E_x) for x > 0 (flushes to 0 for E_x = 127).
 
-
-@register_jitable
-def pasqrt(x):
-    """pasqrt(x) = paexp2(palog2(x) ⊘ 2), the classic (bits + ONE) >> 1.
-
-    Uses the unrounded E + M (the bit pattern itself), so it is the exact
-    piecewise affine square root.
+    inf at zero/subnormals, 0 at inf, NaN below zero.
     """
-    m = x & MAG
-    if m > INF or x < 0 and m >= MIN_NORMAL:
-        return QNAN
-    if m < MIN_NORMAL:
-        return 0
-    if m == INF:
-        return INF
-    return (m + ONE) >> 1
+    m = np.int32(x & MAG)
+    r = pow2(0, np.int32(2 * BIAS - exp_field(x)))
+    r = np.int32(INF if m < MIN_NORMAL else r)
+    r = np.int32(0 if m == INF else r)
+    nan = (m > INF) | ((x < 0) & (m >= MIN_NORMAL))
+    return np.int32(QNAN if nan else r)
 
 
 @register_jitable
 def pasqrt_slope(x):
-    """Exact d pasqrt(x)/dx = 2**(-ceil(E_x / 2) - 1)."""
-    m = x & MAG
-    if m > INF or x < 0 and m >= MIN_NORMAL:
-        return QNAN
-    if m < MIN_NORMAL:
-        return INF
-    if m == INF:
-        return 0
-    e = exp_field(x) - BIAS
-    return pow2(0, BIAS - ((e + 1) >> 1) - 1)
+    """Exact d pasqrt(x)/dx = 2**(-ceil(E_x / 2) - 1).
+
+    inf at zero/subnormals, 0 at inf, NaN below zero.
+    """
+    m = np.int32(x & MAG)
+    e = np.int32(exp_field(x) - BIAS)
+    r = pow2(0, np.int32(BIAS - 1 - np.int32(np.int32(e + 1) >> 1)))
+    r = np.int32(INF if m < MIN_NORMAL else r)
+    r = np.int32(0 if m == INF else r)
+    nan = (m > INF) | ((x < 0) & (m >= MIN_NORMAL))
+    return np.int32(QNAN if nan else r)
