@@ -12,6 +12,8 @@ return numba device arrays (host data is copied to the device first);
 this module needs no GPU: kernels compile at their first launch, and
 pafree.audit.ptx compiles every entry of ``KERNELS`` to PTX ahead of time.
 """
+from functools import partial
+
 import numpy as np
 from numba import cuda
 from numba.extending import register_jitable
@@ -372,7 +374,8 @@ def pam_matmul(a, b):
 # pafree.autograd.registry primitive name -> device kernel with the CPU kernel's arguments
 BACKEND = {
     "pam": pam, "pad": pad, "paexp2": paexp2, "palog2": palog2, "pasqrt": pasqrt,
-    "pam_matmul": pam_matmul, "pam_slope": pam_slope, "pad_slope": pad_slope,
+    "pam_matmul": pam_matmul, "pam_slope": pam_slope,
+    "pad_slope_a": partial(binary, "pad_slope_a"), "pad_slope_b": partial(binary, "pad_slope_b"),
     "paexp2_slope": paexp2_slope, "palog2_slope": palog2_slope, "pasqrt_slope": pasqrt_slope,
     "add": add, "sub": sub, "neg": neg, "sum": reduce_sum, "max": reduce_max,
 }
