@@ -1,0 +1,127 @@
+"""What an audit found: findings with their places, counts, and a verdict (text or JSON)."""
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_NUMPY = os.path.dirname(np.__file__)
+_AUDIT = os.path.dirname(os.path.abspath(__file__))
+
+
+def short_path(filename):
+    """A file name relative to the repository root when it lies inside it."""
+    path = os.path.abspath(filename)
+    return os.path.relpath(path, _ROOT) if path.startswith(_ROOT + os.sep) else filename
+
+
+def caller_location(frame=None):
+    """'file:line in function' of the innermost frame outside numpy and the audit itself."""
+    frame = frame or sys._getframe(1)
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if not (filename.startswith(_NUMPY) or filename.startswith(_AUDIT)):
+            return f"{short_path(filename)}:{frame.f_lineno} in {frame.f_code.co_name}"
+        frame = frame.f_back
+    return "<unknown>"
+
+
+@dataclass
+class Finding:
+    layer: str        # "static", "dynamic" or "scalar"
+    op: str           # what multiplied, e.g. "numpy multiply (float32)", "python float *"
+    where: str        # "file:line in function", or the kernel and its signature
+    detail: str = ""  # the source text or the offending instruction
+    count: int = 1
+
+
+@dataclass
+class Recorder:
+    """Collects findings (merged by layer, op and place) and the work that ran."""
+    findings: dict = field(default_factory=dict)
+    primitives: dict = field(default_factory=dict)   # name -> [calls, elements]
+    float_adds: int = 0
+    in_primitive: int = 0    # > 0 while an autograd primitive runs (its work counts once)
+
+    def add(self, layer, op, where, detail="", count=1):
+        key = (layer, op, where)
+        if key in self.findings:
+            self.findings[key].count += count
+        else:
+            self.findings[key] = Finding(layer, op, where, detail, count)
+
+    def count(self, name, elements):
+        entry = self.primitives.setdefault(name, [0, 0])
+        entry[0] += 1
+        entry[1] += int(elements)
+
+
+@dataclass
+class KernelScan:
+    """One Numba kernel (or CUDA PTX) scanned by the static layer."""
+    name: str
+    signatures: list
+    counts: dict      # instruction class -> count, e.g. {"int add": 12, "float add": 3, "fmul": 0}
+    forbidden: list   # offending instruction lines (empty when clean)
+
+
+@dataclass
+class Report:
+    task: str
+    mode: str
+    steps: int
+    findings: list
+    primitives: dict
+    float_adds: int
+    kernels: list
+    instrumented_functions: int
+    notes: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        return not self.findings
+
+    def to_dict(self):
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_text(self):
+        lines = [f"pafree audit: task={self.task} mode={self.mode} steps={self.steps}", ""]
+        lines.append("Primitives that ran (calls, elements):")
+        for name, (calls, elements) in sorted(self.primitives.items()):
+            lines.append(f"  {name:<14} {calls:>7} calls  {_human(elements):>8} elements")
+        lines.append(f"  {'float add':<14} {'':>13}  {_human(self.float_adds):>8} elements")
+        lines.append("")
+        lines.append(f"Numba kernels used and scanned: {len(self.kernels)}")
+        for kernel in self.kernels:
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(kernel.counts.items()))
+            lines.append(f"  {kernel.name:<24} {len(kernel.signatures)} signature(s): {counts}")
+        lines.append(f"Python functions instrumented for scalar arithmetic: "
+                     f"{self.instrumented_functions}")
+        for note in self.notes:
+            lines.append(f"Note: {note}")
+        lines.append("")
+        if self.ok:
+            lines.append("VERDICT: CLEAN - no float multiply, divide, fma, sqrt, exp, log "
+                         "or pow executed.")
+        else:
+            total = sum(f.count for f in self.findings)
+            lines.append(f"VERDICT: FAILED - {len(self.findings)} place(s), {total} event(s) "
+                         f"of forbidden float arithmetic:")
+            for f in self.findings:
+                detail = f"   {f.detail}" if f.detail else ""
+                lines.append(f"  [{f.layer}] {f.op} x{f.count} at {f.where}{detail}")
+        return "\n".join(lines)
+
+
+def _human(n):
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
