@@ -12,7 +12,7 @@ return numba device arrays (host data is copied to the device first);
 this module needs no GPU: kernels compile at their first launch, and
 pafree.audit.ptx compiles every entry of ``KERNELS`` to PTX ahead of time.
 """
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 from numba import cuda
@@ -52,22 +52,23 @@ def unary_kernel(fn, name, dtype="int32"):
 
 
 def binary_kernel(fn, name, dtype="int32"):
-    """out[i] = fn(a[ia], b[ib]); ``shape`` is the broadcast output shape, empty when ia = ib = i."""
-    @cuda_kernel(f"void({dtype}[::1], int64[::1], {dtype}[::1], int64[::1], int64[::1], {dtype}[::1])",
-                 name)
-    def kernel(a, a_strides, b, b_strides, shape, out):
+    """out[i] = fn(a[ia], b[ib]); ``geometry`` rows: a's strides, b's strides and the output
+    shape, for broadcasting (no columns: no broadcasting, ia = ib = i)."""
+    @cuda_kernel(f"void({dtype}[::1], {dtype}[::1], int64[:, ::1], {dtype}[::1])", name)
+    def kernel(a, b, geometry, out):
+        ndim = geometry.shape[1]
         for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
             ia = i
             ib = i
-            if shape.size:                    # broadcasting: split i into indices, last axis first
+            if ndim:                          # split i into indices, last axis first
                 ia = 0
                 ib = 0
                 rest = i
-                for d in range(shape.size - 1, -1, -1):
-                    q = rest // shape[d]
-                    idx = rest - q * shape[d]
-                    ia += idx * a_strides[d]
-                    ib += idx * b_strides[d]
+                for d in range(ndim - 1, -1, -1):
+                    q = rest // geometry[2, d]
+                    idx = rest - q * geometry[2, d]
+                    ia += idx * geometry[0, d]
+                    ib += idx * geometry[1, d]
                     rest = q
             out[i] = fn(a[ia], b[ib])
     return kernel
@@ -213,19 +214,23 @@ def broadcast_strides(shape, out_shape):
     return strides
 
 
+@cache
+def no_broadcast():
+    """The geometry of a same-shape binary op, made once (no transfer per call)."""
+    return cuda.to_device(np.zeros((3, 0), np.int64))
+
+
 def launch_binary(kernel, a, b, dtype):
     shape = np.broadcast_shapes(a.shape, b.shape)
     out = cuda.device_array(shape, np.float32)
     if not out.size:
         return out
     if a.shape == b.shape:
-        geometry = [np.zeros(0, np.int64)] * 3
+        geometry = no_broadcast()
     else:
-        geometry = [np.array(v, np.int64) for v in (
-            broadcast_strides(a.shape, shape), broadcast_strides(b.shape, shape), shape)]
-    a_strides, b_strides, dims = (cuda.to_device(v) for v in geometry)
-    kernel[blocks_for(out.size), THREADS](
-        as_flat(a, dtype), a_strides, as_flat(b, dtype), b_strides, dims, as_flat(out, dtype))
+        geometry = cuda.to_device(np.array(
+            [broadcast_strides(a.shape, shape), broadcast_strides(b.shape, shape), shape], np.int64))
+    kernel[blocks_for(out.size), THREADS](as_flat(a, dtype), as_flat(b, dtype), geometry, as_flat(out, dtype))
     return out
 
 
