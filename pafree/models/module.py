@@ -1,0 +1,114 @@
+"""The Module base: a tree of named parameters and sub-modules.
+
+Attributes that are parameters (``Tensor`` with ``requires_grad``) or modules
+register themselves in assignment order, so ``named_parameters()`` walks the
+tree in a fixed order (the order optimizers and checkpoints rely on).
+"""
+import numpy as np
+
+from ..autograd import Tensor
+
+
+def parameter(values):
+    """A trainable float32 tensor holding ``values`` (initialisation is plain numpy)."""
+    return Tensor(np.asarray(values, dtype=np.float32), requires_grad=True)
+
+
+class Module:
+    def __init__(self):
+        object.__setattr__(self, "_params", {})
+        object.__setattr__(self, "_children", {})
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if isinstance(value, Module):
+            self._children[name] = value
+        elif isinstance(value, Tensor) and value.requires_grad:
+            self._params[name] = value
+        object.__setattr__(self, name, value)
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} defines no forward")
+
+    def named_parameters(self, prefix=""):
+        for name, p in self._params.items():
+            yield prefix + name, p
+        for name, child in self._children.items():
+            yield from child.named_parameters(prefix + name + ".")
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def num_parameters(self):
+        return sum(p.data.size for p in self.parameters())
+
+    def modules(self):
+        yield self
+        for child in self._children.values():
+            yield from child.modules()
+
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def state_dict(self):
+        """name -> a copy of the parameter's float32 array."""
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state):
+        params = dict(self.named_parameters())
+        missing = sorted(set(params) - set(state))
+        unexpected = sorted(set(state) - set(params))
+        if missing or unexpected:
+            raise KeyError(f"state dict does not match {type(self).__name__}: "
+                           f"missing {missing}, unexpected {unexpected}")
+        for name, p in params.items():
+            value = np.asarray(state[name])
+            if value.shape != p.data.shape:
+                raise ValueError(f"{name}: shape {value.shape} in the state dict, "
+                                 f"{p.data.shape} in the model")
+            p.data[...] = value
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        own = sum(p.data.size for p in self._params.values())
+        head = f"{type(self).__name__}({self.extra_repr()})"
+        if not self._children:
+            return head + (f"  [{own:,} params]" if own else "")
+        lines = [f"{type(self).__name__}({self.extra_repr()})  [{self.num_parameters():,} params]"]
+        lines += [f"  ({name}): parameter {p.data.shape}" for name, p in self._params.items()]
+        for name, child in self._children.items():
+            child_repr = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child_repr}")
+        return "\n".join(lines)
+
+
+class ModuleList(Module):
+    """Sub-modules kept in a list, registered under their index."""
+
+    def __init__(self, modules):
+        super().__init__()
+        for i, m in enumerate(modules):
+            setattr(self, str(i), m)
+
+    def __iter__(self):
+        return iter(self._children.values())
+
+    def __len__(self):
+        return len(self._children)
+
+    def __getitem__(self, i):
+        return self._children[str(i)]
