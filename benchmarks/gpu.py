@@ -92,7 +92,7 @@ def bench_elementwise(size, repeat):
     out = cuda.device_array(size, np.float32)
     blocks = gpu.blocks_for(size)
     ai, bi, oi = (x.view(np.int32) for x in (a, b, out))
-    t_pam = best_time(lambda: gpu.BINARY["pam"][blocks, gpu.THREADS](ai, bi, gpu.no_broadcast(), oi), repeat)
+    t_pam = best_time(lambda: gpu.BINARY["pam"][blocks, gpu.THREADS](ai, bi, gpu.same_shapes(2), oi), repeat)
     t_float = best_time(lambda: float_multiply[blocks, gpu.THREADS](a, b, out), repeat)
     print(f"elementwise x{size}: PAM {t_pam * 1e3:8.3f} ms | float32 multiply {t_float * 1e3:8.3f} ms"
           f" | PAM/float {t_pam / t_float:5.2f}x", flush=True)

@@ -32,7 +32,8 @@ def audit():
 
 def test_every_kernel_is_audited(audit):
     expected = set(cuda_ops.UNARY) | set(cuda_ops.BINARY) | {
-        "float_add", "float_sub", "float_neg", "sum_axis", "max_axis", "pam_gemm_tiled"}
+        "float_add", "float_sub", "float_neg", "float_relu", "where_kernel", "gather",
+        "sum_axis", "max_axis", "pam_gemm_tiled"}
     assert set(audit) == expected
 
 

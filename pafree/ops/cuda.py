@@ -51,27 +51,51 @@ def unary_kernel(fn, name, dtype="int32"):
     return kernel
 
 
+@register_jitable
+def source_index(i, geometry, row):
+    """Flat index into operand ``row`` for the flat output index i.
+
+    ``geometry`` holds one row of element strides per operand (0 on broadcast
+    axes) and, last, the output shape; with no columns every operand is read
+    at i itself (same shapes, the fast path).
+    """
+    ndim = geometry.shape[1]
+    if ndim == 0:
+        return i
+    shape = geometry.shape[0] - 1
+    index = 0
+    rest = i
+    for d in range(ndim - 1, -1, -1):        # split i into indices, last axis first
+        q = rest // geometry[shape, d]
+        index += (rest - q * geometry[shape, d]) * geometry[row, d]
+        rest = q
+    return index
+
+
 def binary_kernel(fn, name, dtype="int32"):
-    """out[i] = fn(a[ia], b[ib]); ``geometry`` rows: a's strides, b's strides and the output
-    shape, for broadcasting (no columns: no broadcasting, ia = ib = i)."""
+    """out[i] = fn(a, b) at the broadcast positions ``geometry`` gives (see source_index)."""
     @cuda_kernel(f"void({dtype}[::1], {dtype}[::1], int64[:, ::1], {dtype}[::1])", name)
     def kernel(a, b, geometry, out):
-        ndim = geometry.shape[1]
         for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-            ia = i
-            ib = i
-            if ndim:                          # split i into indices, last axis first
-                ia = 0
-                ib = 0
-                rest = i
-                for d in range(ndim - 1, -1, -1):
-                    q = rest // geometry[2, d]
-                    idx = rest - q * geometry[2, d]
-                    ia += idx * geometry[0, d]
-                    ib += idx * geometry[1, d]
-                    rest = q
-            out[i] = fn(a[ia], b[ib])
+            out[i] = fn(a[source_index(i, geometry, 0)], b[source_index(i, geometry, 1)])
     return kernel
+
+
+@cuda_kernel("void(float32[::1], float32[::1], boolean[::1], int64[:, ::1], float32[::1])")
+def where_kernel(a, b, cond, geometry, out):
+    """out[i] = a if cond else b, broadcast (numpy's where(cond, a, b))."""
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        if cond[source_index(i, geometry, 2)]:
+            out[i] = a[source_index(i, geometry, 0)]
+        else:
+            out[i] = b[source_index(i, geometry, 1)]
+
+
+@cuda_kernel("void(float32[::1], int64[:, ::1], float32[::1])")
+def gather(x, geometry, out):
+    """out[i] = x[source_index(i)]: a copy in another layout (transpose, broadcast_to)."""
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = x[source_index(i, geometry, 0)]
 
 
 UNARY = {name: unary_kernel(getattr(bits, name), name) for name in (
@@ -97,9 +121,16 @@ def float_neg(x):
     return -x
 
 
+@register_jitable
+def float_relu(x):
+    """np.maximum(x, 0): x where x > 0 or NaN, else +0 (-0.0 included)."""
+    return x if x > 0 or x != x else np.float32(0)
+
+
 FLOAT_BINARY = {"add": binary_kernel(float_add, "float_add", "float32"),
                 "sub": binary_kernel(float_sub, "float_sub", "float32")}
-FLOAT_NEG = unary_kernel(float_neg, "float_neg", "float32")
+FLOAT_UNARY = {"neg": unary_kernel(float_neg, "float_neg", "float32"),
+               "relu": unary_kernel(float_relu, "float_relu", "float32")}
 
 
 # --- reductions over one axis of x viewed as (outer, n, inner) ------------------------
@@ -215,22 +246,26 @@ def broadcast_strides(shape, out_shape):
 
 
 @cache
-def no_broadcast():
-    """The geometry of a same-shape binary op, made once (no transfer per call)."""
-    return cuda.to_device(np.zeros((3, 0), np.int64))
+def same_shapes(operands):
+    """The geometry of operands that all have the output's shape, made once per operand count."""
+    return cuda.to_device(np.zeros((operands + 1, 0), np.int64))
+
+
+def broadcast_geometry(out_shape, *shapes):
+    """Each operand's strides into ``out_shape``, then the shape itself (see source_index)."""
+    if all(tuple(s) == tuple(out_shape) for s in shapes):
+        return same_shapes(len(shapes))
+    rows = [broadcast_strides(s, out_shape) for s in shapes] + [list(out_shape)]
+    return cuda.to_device(np.array(rows, np.int64).reshape(len(rows), len(out_shape)))
 
 
 def launch_binary(kernel, a, b, dtype):
     shape = np.broadcast_shapes(a.shape, b.shape)
     out = cuda.device_array(shape, np.float32)
-    if not out.size:
-        return out
-    if a.shape == b.shape:
-        geometry = no_broadcast()
-    else:
-        geometry = cuda.to_device(np.array(
-            [broadcast_strides(a.shape, shape), broadcast_strides(b.shape, shape), shape], np.int64))
-    kernel[blocks_for(out.size), THREADS](as_flat(a, dtype), as_flat(b, dtype), geometry, as_flat(out, dtype))
+    if out.size:
+        kernel[blocks_for(out.size), THREADS](
+            as_flat(a, dtype), as_flat(b, dtype), broadcast_geometry(shape, a.shape, b.shape),
+            as_flat(out, dtype))
     return out
 
 
@@ -300,12 +335,68 @@ def sub(a, b):
     return launch_binary(FLOAT_BINARY["sub"], to_device(a, "sub"), to_device(b, "sub"), np.float32)
 
 
-def neg(x):
-    x = to_device(x, "neg")
+def float_unary(name, x):
+    x = to_device(x, name)
     out = cuda.device_array(x.shape, np.float32)
     if x.size:
-        FLOAT_NEG[blocks_for(x.size), THREADS](as_flat(x, np.float32), as_flat(out, np.float32))
+        FLOAT_UNARY[name][blocks_for(x.size), THREADS](as_flat(x, np.float32), as_flat(out, np.float32))
     return out
+
+
+def neg(x):
+    return float_unary("neg", x)
+
+
+def relu(x):
+    return float_unary("relu", x)
+
+
+def where(a, b, cond):
+    """np.where(cond, a, b) with the registry's argument order; ``cond`` a bool array."""
+    a, b = to_device(a, "where"), to_device(b, "where")
+    if not is_device_array(cond):
+        cond = cuda.to_device(np.ascontiguousarray(cond, dtype=np.bool_))
+    shape = np.broadcast_shapes(a.shape, b.shape, cond.shape)
+    out = cuda.device_array(shape, np.float32)
+    if out.size:
+        where_kernel[blocks_for(out.size), THREADS](
+            as_flat(a, np.float32), as_flat(b, np.float32), as_flat(cond, np.bool_),
+            broadcast_geometry(shape, a.shape, b.shape, cond.shape), as_flat(out, np.float32))
+    return out
+
+
+def gather_copy(x, strides, shape):
+    out = cuda.device_array(shape, np.float32)
+    if out.size:
+        geometry = cuda.to_device(np.array([strides, shape], np.int64).reshape(2, len(shape)))
+        gather[blocks_for(out.size), THREADS](as_flat(x, np.float32), geometry, as_flat(out, np.float32))
+    return out
+
+
+def transpose(x, axes=None):
+    """A C-contiguous copy of np.transpose(x, axes)."""
+    x = to_device(x, "transpose")
+    shape = tuple(x.shape)
+    axes = tuple(reversed(range(len(shape)))) if axes is None else tuple(a % len(shape) for a in axes)
+    strides = broadcast_strides(shape, shape)
+    return gather_copy(x, [strides[a] for a in axes], tuple(shape[a] for a in axes))
+
+
+def broadcast_to(x, shape):
+    """A C-contiguous copy of np.broadcast_to(x, shape)."""
+    x = to_device(x, "broadcast_to")
+    shape = np.broadcast_shapes(tuple(x.shape), tuple(shape))
+    return gather_copy(x, broadcast_strides(x.shape, shape), shape)
+
+
+def reshape(x, shape):
+    """np.reshape on a C-contiguous device array: a view, no copy."""
+    x = to_device(x, "reshape")
+    shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+    if -1 in shape:
+        known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+        shape = tuple(x.size // known if s == -1 else s for s in shape)
+    return x.reshape(shape)
 
 
 def reduce_axes(kernel, x, axis, keepdims, op):
@@ -382,5 +473,6 @@ BACKEND = {
     "pam_matmul": pam_matmul, "pam_slope": pam_slope,
     "pad_slope_a": partial(binary, "pad_slope_a"), "pad_slope_b": partial(binary, "pad_slope_b"),
     "paexp2_slope": paexp2_slope, "palog2_slope": palog2_slope, "pasqrt_slope": pasqrt_slope,
-    "add": add, "sub": sub, "neg": neg, "sum": reduce_sum, "max": reduce_max,
+    "add": add, "sub": sub, "neg": neg, "relu": relu, "where": where,
+    "reshape": reshape, "transpose": transpose, "sum": reduce_sum, "max": reduce_max,
 }

@@ -81,6 +81,18 @@ def test_float_add_sub_neg_are_ieee():
     np.testing.assert_array_equal(bits(host(gpu.neg(a))), bits(np.negative(a)))
 
 
+def test_relu_where_and_layout_copies_match_numpy():
+    x = values(13, 15)[:40].reshape(2, 4, 5)
+    np.testing.assert_array_equal(bits(host(gpu.relu(x))), bits(np.maximum(x, np.float32(0))))
+    y = values(5, 16)[:5]
+    cond = np.arange(20).reshape(4, 5) % 3 == 0
+    np.testing.assert_array_equal(bits(host(gpu.where(x, y, cond))), bits(np.where(cond, x, y)))
+    for axes in (None, (0, 2, 1), (2, 0, 1), (-1, 0, 1)):
+        np.testing.assert_array_equal(bits(host(gpu.transpose(x, axes))), bits(np.transpose(x, axes)))
+    np.testing.assert_array_equal(bits(host(gpu.broadcast_to(y, (3, 5)))), bits(np.broadcast_to(y, (3, 5))))
+    np.testing.assert_array_equal(host(gpu.reshape(x, (4, -1))), x.reshape(4, -1))
+
+
 def test_ops_chain_stays_on_the_device():
     """Device arrays in, device arrays out: a chain of kernels with no host copy in between."""
     x = values(20, 10)
