@@ -196,6 +196,26 @@ def tile_kind(a_bound, b_bound):
     return 1
 
 
+@register_jitable
+def copy_tile(tile, out, base, rs, cs, ni, nj, to_out):
+    """Copy between the tile and its ni x nj place in the flat output (rows rs, columns cs apart)."""
+    if ni == MR and nj == NR and cs == 1:         # the common case: contiguous rows, vectorised
+        for r in range(MR):
+            row = out[base + r * rs:base + r * rs + NR]
+            for j in range(NR):
+                if to_out:
+                    row[j] = tile[r, j]
+                else:
+                    tile[r, j] = row[j]
+    else:
+        for r in range(ni):
+            for j in range(nj):
+                if to_out:
+                    out[base + r * rs + j * cs] = tile[r, j]
+                else:
+                    tile[r, j] = out[base + r * rs + j * cs]
+
+
 @cpu_kernel(parallel=True)
 def pam_gemm_packed(pa, a_bound, pb, b_bound, a_index, b_index, m, n, out, out_strides):
     """C[z] = A[a_index[z]] ⊙@ B[b_index[z]] from packed operands.
@@ -227,13 +247,12 @@ def pam_gemm_packed(pa, a_bound, pb, b_bound, a_index, b_index, m, n, out, out_s
                 i0 = ip * MR
                 ni = min(MR, m - i0)
                 base = z * zs + i0 * rs + j0 * cs
-                for r in range(MR):
-                    for j in range(NR):
-                        tile[r, j] = 0.0
-                if kc > 0:
-                    for r in range(ni):
-                        for j in range(nj):
-                            tile[r, j] = out[base + r * rs + j * cs]
+                if kc == 0:
+                    for r in range(MR):
+                        for j in range(NR):
+                            tile[r, j] = 0.0
+                else:
+                    copy_tile(tile, out, base, rs, cs, ni, nj, False)
                 kind = tile_kind(a_bound[za, ip, kc], b_bound[zb, jp, kc])
                 if kind == 0:
                     tile_fast(tile, pa[za, ip], panel_b, k0, k1)
@@ -241,9 +260,7 @@ def pam_gemm_packed(pa, a_bound, pb, b_bound, a_index, b_index, m, n, out, out_s
                     tile_masked(tile, pa[za, ip], panel_b, k0, k1)
                 else:
                     tile_exact(tile, pa[za, ip], panel_b, k0, k1)
-                for r in range(ni):
-                    for j in range(nj):
-                        out[base + r * rs + j * cs] = tile[r, j]
+                copy_tile(tile, out, base, rs, cs, ni, nj, True)
 
 
 # ------------------------------------------------- exact-derivative GEMMs
@@ -340,10 +357,11 @@ def _operands(a, b, transpose_a, transpose_b, op):
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not align")
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    a_index = np.broadcast_to(np.arange(int(np.prod(a.shape[:-2]))).reshape(a.shape[:-2]), batch)
-    b_index = np.broadcast_to(np.arange(int(np.prod(b.shape[:-2]))).reshape(b.shape[:-2]), batch)
-    a3 = a.reshape((-1,) + a.shape[-2:]).view(np.int32)
-    b3 = b.reshape((-1,) + b.shape[-2:]).view(np.int32)
+    n_a, n_b = int(np.prod(a.shape[:-2])), int(np.prod(b.shape[:-2]))
+    a_index = np.broadcast_to(np.arange(n_a).reshape(a.shape[:-2]), batch)
+    b_index = np.broadcast_to(np.arange(n_b).reshape(b.shape[:-2]), batch)
+    a3 = a.reshape((n_a,) + a.shape[-2:]).view(np.int32)
+    b3 = b.reshape((n_b,) + b.shape[-2:]).view(np.int32)
     out_shape = batch + (a.shape[-2], b.shape[-1])
     if vector_a:
         out_shape = out_shape[:-2] + out_shape[-1:]
@@ -409,7 +427,7 @@ def pam_matmul_exact_grads(a, b, dy):
     dy = _float32(dy, "pam_matmul_exact_grads")
     if dy.shape != out_shape:
         raise ValueError(f"pam_matmul_exact_grads: dy has shape {dy.shape}, expected {out_shape}")
-    dy3 = np.ascontiguousarray(dy.reshape((-1, m, n))).view(np.int32)
+    dy3 = np.ascontiguousarray(dy.reshape((a_index.size, m, n))).view(np.int32)
     da = np.zeros((a_index.size, m, k), np.float32)
     db = np.zeros((a_index.size, k, n), np.float32)
     if da.size and n:
