@@ -389,6 +389,16 @@ def broadcast_to(x, shape):
     return gather_copy(x, broadcast_strides(x.shape, shape), shape)
 
 
+@cache
+def zero():
+    return cuda.to_device(np.zeros(1, np.float32))
+
+
+def zeros(shape, like=None):
+    """A float32 zero array on the device (``like`` only for the registry's signature)."""
+    return broadcast_to(zero(), shape)
+
+
 def reshape(x, shape):
     """np.reshape on a C-contiguous device array: a view, no copy."""
     x = to_device(x, "reshape")
@@ -474,5 +484,5 @@ BACKEND = {
     "pad_slope_a": partial(binary, "pad_slope_a"), "pad_slope_b": partial(binary, "pad_slope_b"),
     "paexp2_slope": paexp2_slope, "palog2_slope": palog2_slope, "pasqrt_slope": pasqrt_slope,
     "add": add, "sub": sub, "neg": neg, "relu": relu, "where": where,
-    "reshape": reshape, "transpose": transpose, "sum": reduce_sum, "max": reduce_max,
+    "zeros": zeros, "reshape": reshape, "transpose": transpose, "sum": reduce_sum, "max": reduce_max,
 }

@@ -91,6 +91,7 @@ def test_relu_where_and_layout_copies_match_numpy():
         np.testing.assert_array_equal(bits(host(gpu.transpose(x, axes))), bits(np.transpose(x, axes)))
     np.testing.assert_array_equal(bits(host(gpu.broadcast_to(y, (3, 5)))), bits(np.broadcast_to(y, (3, 5))))
     np.testing.assert_array_equal(host(gpu.reshape(x, (4, -1))), x.reshape(4, -1))
+    np.testing.assert_array_equal(bits(host(gpu.zeros((2, 3)))), np.zeros((2, 3), np.int32))
 
 
 def test_ops_chain_stays_on_the_device():
