@@ -3,11 +3,13 @@
 A primitive is callable on raw arrays; the kernel is picked by the array type
 ("cpu" for numpy arrays; a device backend registers ``prim.kernels["cuda"]``).
 A vjp rule ``rule(g, ans, *inputs, **params)`` gets the output gradient, the
-forward answer and the forward inputs (raw arrays) and returns one gradient per
-input (None where there is none); the tape unbroadcasts them. ``vjp`` maps the
-derivative kind recorded on the node ("exact" or "approx", SPEC section 4) to
-its rule. Rules use only primitives, so a PA rule never multiplies: applying an
-exact slope (a signed power of two) is itself an exact PAM.
+forward answer and the forward inputs (raw arrays) and returns the gradient for
+one input (the tape unbroadcasts it); a primitive has one rule per input, and
+only the rules of inputs that need a gradient run. (A joint rule, for work
+shared between inputs, gets ``needs``, a bool per input, and returns them all.)
+``vjp`` maps the derivative kind recorded on the node ("exact" or "approx",
+SPEC section 4) to those rules. Rules use only primitives, so a PA rule never multiplies:
+applying an exact slope (a signed power of two) is itself an exact PAM.
 
 Three families:
 - PA primitives (pam, pad, paexp2, palog2, pasqrt, pam_matmul): distinct exact
@@ -20,15 +22,32 @@ Three families:
 import numpy as np
 
 from .. import ops
-from ..ops import standard
+from ..ops import cpu, standard
 
 PRIMITIVES = {}
 KINDS = ("exact", "approx")
 
 
+def _mT(x):
+    """Swap the last two axes (a view)."""
+    return np.swapaxes(x, -1, -2)
+
+
+def is_device_array(x):
+    """A Numba CUDA device array (the CUDA simulator's too: it has copy_to_host, not the interface)."""
+    return hasattr(x, "copy_to_host") or hasattr(x, "__cuda_array_interface__")
+
+
 def backend_of(args):
     """"cuda" if any argument is a device array, else "cpu"."""
-    return "cuda" if any(hasattr(a, "__cuda_array_interface__") for a in args) else "cpu"
+    return "cuda" if any(is_device_array(a) for a in args) else "cpu"
+
+
+def use_cuda():
+    """Register pafree.ops.cuda's device kernels (imports numba.cuda only when called)."""
+    from ..ops import cuda
+    for name, fn in cuda.BACKEND.items():
+        PRIMITIVES[name].kernels["cuda"] = fn
 
 
 def _pa(fn):
@@ -52,8 +71,14 @@ class Primitive:
     def __call__(self, *args, **params):
         return self.kernels[backend_of(args)](*args, **params)
 
-    def rule(self, fn, kinds=KINDS):
-        """Register ``fn`` as the vjp for each derivative kind in ``kinds``."""
+    def rule(self, *per_input, kinds=KINDS):
+        """Register the vjp rules (one per input) for each derivative kind in ``kinds``."""
+        for kind in kinds:
+            self.vjp[kind] = per_input
+        return self
+
+    def joint_rule(self, fn, kinds=KINDS):
+        """Register ``fn(g, ans, *inputs, needs, **params) -> gradients of all inputs``."""
         for kind in kinds:
             self.vjp[kind] = fn
         return self
@@ -64,12 +89,15 @@ class Primitive:
 
 # --- kernel-only helpers (no derivative: never recorded) -------------------------
 pam_slope = Primitive("pam_slope", _pa(ops.pam_slope))
-pad_slope = Primitive("pad_slope", _pa(ops.pad_slope))
+pad_slope_a = Primitive("pad_slope_a", _pa(lambda a, b: cpu.binary("pad_slope_a", a, b)))
+pad_slope_b = Primitive("pad_slope_b", _pa(lambda a, b: cpu.binary("pad_slope_b", a, b)))
 paexp2_slope = Primitive("paexp2_slope", _pa(ops.paexp2_slope))
 palog2_slope = Primitive("palog2_slope", _pa(ops.palog2_slope))
 pasqrt_slope = Primitive("pasqrt_slope", _pa(ops.pasqrt_slope))
 floor = Primitive("floor", np.floor)
 zeros = Primitive("zeros", lambda shape, like: np.zeros(shape, like.dtype))
+ones_like = Primitive("ones_like", lambda x: np.ones(x.shape, np.float32))
+copy = Primitive("copy", lambda x: np.array(x, dtype=np.float32))
 scatter_add = Primitive("scatter_add", np.add.at)       # in place: out[idx] += values
 
 # --- shared primitives: float add / compare / copy, same in every mode ----------
@@ -97,7 +125,7 @@ def _expand_reduced(g, ndim, axis, keepdims):
 
 
 def _sum_vjp(g, ans, x, axis, keepdims):
-    return (np.broadcast_to(_expand_reduced(g, x.ndim, axis, keepdims), x.shape),)
+    return np.broadcast_to(_expand_reduced(g, x.ndim, axis, keepdims), x.shape)
 
 
 def _max_vjp(g, ans, x, axis, keepdims):
@@ -111,31 +139,34 @@ def _max_vjp(g, ans, x, axis, keepdims):
     else:
         hit = x == top
         first = hit & (np.cumsum(hit, axis=axis) == 1)
-    return (np.where(first, g, np.float32(0)),)
+    return where(g, np.float32(0), first)
 
 
 def _getitem_vjp(g, ans, x, idx):
     out = zeros(x.shape, g)
     scatter_add(out, idx, g)
-    return (out,)
+    return out
 
 
-def _concatenate_vjp(g, ans, *xs, axis):
+def _concatenate_vjp(g, ans, *xs, needs, axis):
     bounds = np.cumsum([x.shape[axis] for x in xs])[:-1]
-    return tuple(np.split(g, bounds, axis=axis))
+    return np.split(g, bounds, axis=axis)
 
 
-add.rule(lambda g, ans, a, b: (g, g))
-sub.rule(lambda g, ans, a, b: (g, neg(g)))
-neg.rule(lambda g, ans, x: (neg(g),))
-where.rule(lambda g, ans, a, b, cond: (where(g, 0, cond), where(0, g, cond)))
+add.rule(lambda g, ans, a, b: g,
+         lambda g, ans, a, b: g)
+sub.rule(lambda g, ans, a, b: g,
+         lambda g, ans, a, b: neg(g))
+neg.rule(lambda g, ans, x: neg(g))
+where.rule(lambda g, ans, a, b, cond: where(g, np.float32(0), cond),
+           lambda g, ans, a, b, cond: where(np.float32(0), g, cond))
 sum_.rule(_sum_vjp)
 max_.rule(_max_vjp)
-relu.rule(lambda g, ans, x: (where(g, 0, x >= 0),))     # slope 1 at 0: the right segment
-reshape.rule(lambda g, ans, x, shape: (reshape(g, x.shape),))
-transpose.rule(lambda g, ans, x, axes: (transpose(g, None if axes is None else tuple(np.argsort(axes))),))
+relu.rule(lambda g, ans, x: where(g, np.float32(0), x >= 0))     # slope 1 at 0: the right segment
+reshape.rule(lambda g, ans, x, shape: reshape(g, x.shape))
+transpose.rule(lambda g, ans, x, axes: transpose(g, None if axes is None else tuple(np.argsort(axes))))
 getitem.rule(_getitem_vjp)
-concatenate.rule(_concatenate_vjp)
+concatenate.joint_rule(_concatenate_vjp)
 
 # --- the multiplying baseline (pafree.ops.standard) ------------------------------
 fmul = Primitive("fmul", standard.mul, elementwise=True)
@@ -145,58 +176,55 @@ flog2 = Primitive("flog2", standard.log2)
 fsqrt = Primitive("fsqrt", standard.sqrt)
 fmatmul = Primitive("fmatmul", standard.matmul)
 
-fmul.rule(lambda g, ans, a, b: (fmul(g, b), fmul(g, a)))
-fdiv.rule(lambda g, ans, a, b: (fdiv(g, b), neg(fdiv(fmul(g, ans), b))))
-fexp2.rule(lambda g, ans, x: (fmul(g, fmul(ans, standard.LN2)),))
-flog2.rule(lambda g, ans, x: (fdiv(g, fmul(x, standard.LN2)),))
-fsqrt.rule(lambda g, ans, x: (fdiv(g, fmul(ans, np.float32(2))),))
-fmatmul.rule(lambda g, ans, a, b: (fmatmul(g, np.swapaxes(b, -1, -2)), fmatmul(np.swapaxes(a, -1, -2), g)))
+fmul.rule(lambda g, ans, a, b: fmul(g, b),
+          lambda g, ans, a, b: fmul(g, a))
+fdiv.rule(lambda g, ans, a, b: fdiv(g, b),
+          lambda g, ans, a, b: neg(fdiv(fmul(g, ans), b)))
+fexp2.rule(lambda g, ans, x: fmul(g, fmul(ans, standard.LN2)))
+flog2.rule(lambda g, ans, x: fdiv(g, fmul(x, standard.LN2)))
+fsqrt.rule(lambda g, ans, x: fdiv(g, fmul(ans, np.float32(2))))
+fmatmul.rule(lambda g, ans, a, b: fmatmul(g, _mT(b)),
+             lambda g, ans, a, b: fmatmul(_mT(a), g))
 
 # --- the piecewise affine primitives (pafree.ops) --------------------------------
 LN2 = np.float32(0.6931472)      # float32(ln 2), the constant of the approx rules
 TWO = np.float32(2)
 
 pam = Primitive("pam", _pa(ops.pam), elementwise=True)
-pam.rule(lambda g, ans, a, b: (pam(g, b), pam(g, a)), ["approx"])
-pam.rule(lambda g, ans, a, b: (pam(g, pam_slope(a, b)), pam(g, pam_slope(b, a))), ["exact"])
+pam.rule(lambda g, ans, a, b: pam(g, b),
+         lambda g, ans, a, b: pam(g, a), kinds=["approx"])
+pam.rule(lambda g, ans, a, b: pam(g, pam_slope(a, b)),
+         lambda g, ans, a, b: pam(g, pam_slope(b, a)), kinds=["exact"])
 
 pad = Primitive("pad", _pa(ops.pad), elementwise=True)
-pad.rule(lambda g, ans, a, b: (pad(g, b), neg(pad(pam(g, ans), b))), ["approx"])
-pad.rule(lambda g, ans, a, b: tuple(pam(g, s) for s in pad_slope(a, b)), ["exact"])
+pad.rule(lambda g, ans, a, b: pad(g, b),
+         lambda g, ans, a, b: neg(pad(pam(g, ans), b)), kinds=["approx"])
+pad.rule(lambda g, ans, a, b: pam(g, pad_slope_a(a, b)),
+         lambda g, ans, a, b: pam(g, pad_slope_b(a, b)), kinds=["exact"])
 
 paexp2 = Primitive("paexp2", _pa(ops.paexp2))
-paexp2.rule(lambda g, ans, x: (pam(g, pam(ans, LN2)),), ["approx"])
-paexp2.rule(lambda g, ans, x: (pam(g, paexp2_slope(x)),), ["exact"])
+paexp2.rule(lambda g, ans, x: pam(g, pam(ans, LN2)), kinds=["approx"])
+paexp2.rule(lambda g, ans, x: pam(g, paexp2_slope(x)), kinds=["exact"])
 
 palog2 = Primitive("palog2", _pa(ops.palog2))
-palog2.rule(lambda g, ans, x: (pad(g, pam(x, LN2)),), ["approx"])
-palog2.rule(lambda g, ans, x: (pam(g, palog2_slope(x)),), ["exact"])
+palog2.rule(lambda g, ans, x: pad(g, pam(x, LN2)), kinds=["approx"])
+palog2.rule(lambda g, ans, x: pam(g, palog2_slope(x)), kinds=["exact"])
 
 pasqrt = Primitive("pasqrt", _pa(ops.pasqrt))
-pasqrt.rule(lambda g, ans, x: (pad(g, pam(ans, TWO)),), ["approx"])
-pasqrt.rule(lambda g, ans, x: (pam(g, pasqrt_slope(x)),), ["exact"])
+pasqrt.rule(lambda g, ans, x: pad(g, pam(ans, TWO)), kinds=["approx"])
+pasqrt.rule(lambda g, ans, x: pam(g, pasqrt_slope(x)), kinds=["exact"])
 
 
-def _mT(x):
-    return np.swapaxes(x, -1, -2)
+def _pam_matmul_exact_vjp(g, ans, a, b, needs):
+    """dA[i,k] = sum_j g[i,j] ⊙ slope(a[i,k], b[k,j]), and dB likewise: one pass gives both.
 
-
-def _pam_matmul_exact_vjp(g, ans, a, b):
-    """dA[i,k] = sum_j g[i,j] ⊙ slope_A(a[i,k], b[k,j]), and likewise for dB.
-
-    The exact slope depends on both operands (the mantissa carry), so this is
-    not a plain GEMM: it runs one (M, N) slope tile per k.
+    The exact slope depends on both operands (the mantissa carry), so these are
+    not plain GEMMs of g with one operand; pafree.ops computes them directly.
     """
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    da = np.empty(batch + a.shape[-2:], np.float32)
-    db = np.empty(batch + b.shape[-2:], np.float32)
-    for k in range(a.shape[-1]):
-        a_k, b_k = a[..., :, k:k + 1], b[..., k:k + 1, :]       # (M, 1), (1, N)
-        da[..., :, k] = sum_(pam(g, pam_slope(a_k, b_k)), axis=-1, keepdims=False)
-        db[..., k, :] = sum_(pam(g, pam_slope(b_k, a_k)), axis=-2, keepdims=False)
-    return da, db
+    return ops.pam_matmul_exact_grads(a, b, g)
 
 
 pam_matmul = Primitive("pam_matmul", ops.pam_matmul)
-pam_matmul.rule(lambda g, ans, a, b: (pam_matmul(g, _mT(b)), pam_matmul(_mT(a), g)), ["approx"])
-pam_matmul.rule(_pam_matmul_exact_vjp, ["exact"])
+pam_matmul.rule(lambda g, ans, a, b: pam_matmul(g, b, transpose_b=True),
+                lambda g, ans, a, b: pam_matmul(a, g, transpose_a=True), kinds=["approx"])
+pam_matmul.joint_rule(_pam_matmul_exact_vjp, kinds=["exact"])

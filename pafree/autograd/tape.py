@@ -4,13 +4,13 @@ Every differentiable operation run while recording makes a ``Node`` holding
 its primitive, the derivative kind chosen at forward time, its inputs and its
 answer. Nodes are numbered in execution order; ``backward`` gathers the nodes
 the root depends on, walks them from the newest to the oldest, asks each
-primitive's vjp rule for the input gradients, sums gradients with float adds
+primitive's vjp rules for the gradients of the inputs that need one, sums gradients with float adds
 and frees each node's buffers once it is done.
 """
 import contextlib
 import itertools
 
-import numpy as np
+from . import registry as R
 
 _counter = itertools.count()
 _recording = [True]
@@ -55,10 +55,10 @@ def unbroadcast(grad, shape):
         return grad
     extra = grad.ndim - len(shape)
     if extra:
-        grad = np.sum(grad, axis=tuple(range(extra)))
+        grad = R.sum_(grad, axis=tuple(range(extra)), keepdims=False)
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if axes:
-        grad = np.sum(grad, axis=axes, keepdims=True)
+        grad = R.sum_(grad, axis=axes, keepdims=True)
     return grad
 
 
@@ -82,9 +82,9 @@ def _nodes_behind(root):
 
 def _accumulate_leaf(tensor, grad):
     if tensor.grad is None:
-        tensor.grad = np.array(grad, dtype=np.float32)  # a copy the leaf owns
+        tensor.grad = R.copy(grad)  # a copy the leaf owns
     else:
-        tensor.grad = np.add(tensor.grad, grad)
+        tensor.grad = R.add(tensor.grad, grad)
 
 
 def backward(root, grad=None, retain_graph=False):
@@ -96,11 +96,9 @@ def backward(root, grad=None, retain_graph=False):
             raise RuntimeError(
                 f"backward() without a gradient needs a scalar, got shape {root.shape}; "
                 "pass grad= of that shape")
-        grad = np.ones(root.shape, np.float32)
-    else:
-        grad = np.asarray(getattr(grad, "data", grad), dtype=np.float32)
-        if grad.shape != root.shape:
-            raise ValueError(f"backward: grad of shape {grad.shape} for a tensor of shape {root.shape}")
+        grad = R.ones_like(root.data)
+    elif grad.shape != root.shape:
+        raise ValueError(f"backward: grad of shape {grad.shape} for a tensor of shape {root.shape}")
     if root._node is None:
         _accumulate_leaf(root, grad)
         return
@@ -109,11 +107,16 @@ def backward(root, grad=None, retain_graph=False):
         g = pending.pop(id(node), None)
         if g is None:
             continue
-        rule = node.prim.vjp.get(node.kind)
-        if rule is None:
+        rules = node.prim.vjp.get(node.kind)
+        if rules is None:
             raise NotImplementedError(
                 f"primitive '{node.prim.name}' has no {node.kind} derivative rule")
-        in_grads = rule(g, node.ans, *node.arrays, **node.params)
+        needs = [t.requires_grad for t in node.inputs]
+        if callable(rules):
+            in_grads = rules(g, node.ans, *node.arrays, needs=needs, **node.params)
+        else:
+            in_grads = [rule(g, node.ans, *node.arrays, **node.params) if need else None
+                        for rule, need in zip(rules, needs)]
         for t, gi in zip(node.inputs, in_grads):
             if gi is None or not t.requires_grad:
                 continue
@@ -122,6 +125,6 @@ def backward(root, grad=None, retain_graph=False):
                 _accumulate_leaf(t, gi)
             else:
                 key = id(t._node)
-                pending[key] = np.add(pending[key], gi) if key in pending else gi
+                pending[key] = R.add(pending[key], gi) if key in pending else gi
         if not retain_graph:
             node.free()

@@ -1,16 +1,16 @@
 """Tensor: an array plus what autograd needs; operators map onto pafree.functional."""
 import numpy as np
 
-from . import tape
+from . import registry, tape
 
 
 def _as_array(data):
     """Floats become float32; integer and bool arrays stay as they are (ids, targets, masks)."""
     if isinstance(data, Tensor):
         return data.data
-    if hasattr(data, "__cuda_array_interface__"):
+    if registry.is_device_array(data):
         return data                                   # a device array: kept as is
-    arr = np.asarray(data)
+    arr = np.asanyarray(data)                         # keeps ndarray subclasses (the audit's)
     if arr.dtype.kind == "f":
         return arr.astype(np.float32, copy=False)
     if arr.dtype.kind not in "iub":
@@ -55,7 +55,21 @@ class Tensor:
         self.grad = None
 
     def backward(self, grad=None, retain_graph=False):
-        tape.backward(self, grad, retain_graph)
+        tape.backward(self, None if grad is None else _as_array(grad), retain_graph)
+
+    device = property(lambda self: "cuda" if registry.is_device_array(self.data) else "cpu")
+
+    def to(self, device):
+        """A new leaf with the data on ``device`` ("cpu" or "cuda"), same requires_grad."""
+        if device == "cuda":
+            registry.use_cuda()
+            from ..ops import cuda
+            data = cuda.to_device(self.data)
+        elif device == "cpu":
+            data = self.data.copy_to_host() if self.device == "cuda" else self.data
+        else:
+            raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda'")
+        return Tensor(data, requires_grad=self.requires_grad)
 
     # --- arithmetic: exactly the functional ops --------------------------------------
     def __add__(self, other): return F.add(self, other)
