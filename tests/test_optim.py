@@ -288,3 +288,46 @@ def test_load_state_dict_rejects_mismatch():
     del state["m.0"]
     with pytest.raises(ValueError, match="missing"):
         opt.load_state_dict(state)
+
+
+# ---------------------------------------------------------------- no float multiply in pa
+
+FORBIDDEN = {np.multiply, np.divide, np.true_divide, np.sqrt, np.power, np.float_power,
+             np.exp, np.exp2, np.log, np.log2, np.cos, np.reciprocal, np.square, np.matmul}
+
+
+class Guarded(np.ndarray):
+    """An array that refuses float multiplicative ufuncs (a small version of the audit)."""
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if ufunc in FORBIDDEN:
+            raise AssertionError(f"float {ufunc.__name__} in the step")
+        inputs = [np.asarray(x) if isinstance(x, Guarded) else x for x in inputs]
+        if "out" in kwargs:
+            kwargs["out"] = tuple(np.asarray(x) for x in kwargs["out"])
+        result = getattr(ufunc, method)(*inputs, **kwargs)
+        return result.view(Guarded) if isinstance(result, np.ndarray) else result
+
+
+def guarded_params(seed):
+    params = make_params(seed)
+    for p, g in zip(params, grad_sequence(seed, params, 1)[0]):
+        p.data = p.data.view(Guarded)
+        p.grad = g.view(Guarded)
+    return params
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps, m: optim.AdamW(ps, optim.make_schedule("cosine", 0.01, 10, 2, mode=m),
+                              weight_decay=0.1, mode=m),
+    lambda ps, m: optim.SGD(ps, optim.make_schedule("linear", 0.01, 10, 2, mode=m),
+                            momentum=0.9, weight_decay=0.1, mode=m),
+])
+def test_pa_step_uses_no_float_multiply_on_arrays(make):
+    params = guarded_params(1)
+    opt = make(params, "pa")
+    for _ in range(4):
+        optim.clip_grad_norm(params, 0.1, mode="pa")
+        opt.step()
+    with pytest.raises(AssertionError, match="float"):   # the guard does catch the baseline
+        make(guarded_params(1), "standard").step()
