@@ -36,8 +36,11 @@ import math
 
 import numpy as np
 
+from numba.extending import register_jitable
+
 from . import ops
 from .ops import bits
+from .ops.jit import cpu_kernel
 
 MODES = ("standard", "pa")
 SCHEDULES = ("constant", "cosine", "linear")
@@ -73,6 +76,14 @@ class StandardMath:
         """1 - beta**t, by float power."""
         return np.float32(1.0 - beta ** t)
 
+    @staticmethod
+    def adamw_update(p, g, m, v, rate1, rate2, step_size, root_bias2, eps, decay):
+        """One AdamW update of p, m, v in place (see ``adamw_pa_update`` for the PA twin)."""
+        p -= decay * p
+        m += rate1 * (g - m)
+        v += rate2 * (g * g - v)
+        p -= step_size * (m / (np.sqrt(v) / root_bias2 + eps))
+
 
 class PAMath:
     """Piecewise affine arithmetic: PAM, PAD, pasqrt."""
@@ -85,6 +96,41 @@ class PAMath:
     def one_minus_power(beta, t, previous):
         """1 - beta**t as the PA EMA of the constant 1, advanced one step from ``previous``."""
         return scalar(previous + ops.pam(np.float32(1.0 - beta), np.float32(1.0) - previous))
+
+    @staticmethod
+    def adamw_update(p, g, m, v, *scalars):
+        """One fused pass over the parameter (one kernel call instead of about twelve)."""
+        flat = [x.reshape(-1) for x in (p, g, m, v)]
+        if not all(np.may_share_memory(x, y) for x, y in zip(flat, (p, g, m, v))):
+            raise ValueError("AdamW(pa) needs contiguous parameter, gradient and state arrays")
+        adamw_pa_update(*(np.asarray(x) for x in flat), *(np.float32(c) for c in scalars))
+
+
+@register_jitable
+def as_bits(x):
+    return np.float32(x).view(np.int32)
+
+
+@register_jitable
+def as_float(b):
+    return np.int32(b).view(np.float32)
+
+
+@cpu_kernel(name="adamw_pa_update")
+def adamw_pa_update(p, g, m, v, rate1, rate2, step_size, root_bias2, eps, decay):
+    """PA AdamW on flat float32 arrays, in place: the same steps as StandardMath.adamw_update
+    with PAM, PAD and pasqrt from bits.py; float add/subtract only otherwise."""
+    for i in range(p.size):
+        x = p[i] - as_float(bits.pam(as_bits(decay), as_bits(p[i])))
+        gi = g[i]
+        mi = m[i] + as_float(bits.pam(as_bits(rate1), as_bits(gi - m[i])))
+        g2 = as_float(bits.pam(as_bits(gi), as_bits(gi)))
+        vi = v[i] + as_float(bits.pam(as_bits(rate2), as_bits(g2 - v[i])))
+        denom = as_float(bits.pad(bits.pasqrt(as_bits(vi)), as_bits(root_bias2))) + eps
+        step = bits.pam(as_bits(step_size), bits.pad(as_bits(mi), as_bits(denom)))
+        p[i] = x - as_float(step)
+        m[i] = mi
+        v[i] = vi
 
 
 MATH = {"standard": StandardMath, "pa": PAMath}
@@ -189,18 +235,10 @@ class AdamW(Optimizer):
         step_size = scalar(M.div(lr, bias1))
         root_bias2 = scalar(M.sqrt(bias2))
         decay = scalar(M.mul(lr, self.weight_decay))
-        rate1, rate2 = self.rates
         for i, p in enumerate(self.params):
-            if p.grad is None:
-                continue
-            g = p.grad
-            m, v = self.state[f"m.{i}"], self.state[f"v.{i}"]
-            if self.weight_decay:
-                p.data -= M.mul(decay, p.data)
-            m += M.mul(rate1, g - m)
-            v += M.mul(rate2, M.mul(g, g) - v)
-            denom = M.div(M.sqrt(v), root_bias2) + self.eps
-            p.data -= M.mul(step_size, M.div(m, denom))
+            if p.grad is not None:
+                M.adamw_update(p.data, p.grad, self.state[f"m.{i}"], self.state[f"v.{i}"],
+                               *self.rates, step_size, root_bias2, self.eps, decay)
 
 
 def clip_grad_norm(params, max_norm, mode="pa"):

@@ -331,3 +331,24 @@ def test_pa_step_uses_no_float_multiply_on_arrays(make):
         opt.step()
     with pytest.raises(AssertionError, match="float"):   # the guard does catch the baseline
         make(guarded_params(1), "standard").step()
+
+
+def test_fused_pa_adamw_equals_composition_of_ops():
+    """The fused kernel gives, bit for bit, the PA ops composed on whole arrays."""
+    from pafree import ops
+    rng = np.random.default_rng(9)
+    p, g, m = (rng.normal(size=(6, 7)).astype(np.float32) for _ in range(3))
+    v = np.abs(rng.normal(size=(6, 7))).astype(np.float32)
+    v[0, 0] = 0.0                                            # sqrt(0) path
+    consts = [np.float32(c) for c in (0.1, 0.02, 0.003, 0.7, 1e-8, 1e-4)]
+    rate1, rate2, step_size, root_bias2, eps, decay = consts
+    want_p = p - ops.pam(decay, p)
+    want_m = m + ops.pam(rate1, g - m)
+    want_v = v + ops.pam(rate2, ops.pam(g, g) - v)
+    denom = ops.pad(ops.pasqrt(want_v), root_bias2) + eps
+    want_p = want_p - ops.pam(step_size, ops.pad(want_m, denom))
+    optim.PAMath.adamw_update(p, g, m, v, *consts)
+    for got, want in ((p, want_p), (m, want_m), (v, want_v)):
+        assert np.array_equal(got.view(np.int32), want.view(np.int32))
+    with pytest.raises(ValueError, match="contiguous"):
+        optim.PAMath.adamw_update(p.T, g.T, m.T, v.T, *consts)
