@@ -5,6 +5,9 @@ multiplies, divides and square roots: it multiplies, and is labelled so), ``"pa"
 every step with piecewise affine operations only: PAM, PAD, pasqrt, float add/subtract/
 compare, and integer shift/subtract/compare on the step counter. The two arithmetics are
 two small tables (``StandardMath``, ``PAMath``); each optimizer is written once over them.
+AdamW's per-element update is one entry of each table: NumPy float math in the baseline,
+one fused serial Numba kernel over bits.py in PA (a single pass per parameter; measured
+0.5 ms vs 0.38 ms standard per step for 63k parameters in 40 arrays, one thread).
 The schedules differ in how the factor is evaluated, so they are two classes.
 
 Parameters are any objects with ``.data`` (float32 ndarray, updated in place) and
