@@ -199,6 +199,46 @@ def pam_gemm_tiled(a, b, out):
         out[z, row, col] = acc
 
 
+@cuda_kernel("void(int32[:, :, ::1], int32[:, :, ::1], int32[:, :, ::1], float32[:, :, ::1])")
+def exact_grad_a(a, b, dy, da):
+    """da[z, i, k] = sum_j pam(dy[z, i, j], pam_slope(a[i, k], b[k, j])), j increasing."""
+    prod = cuda.local.array(1, np.int32)
+    prod_f = prod.view(np.float32)
+    nb, m, k_total = da.shape
+    n = dy.shape[2]
+    for t in range(cuda.grid(1), nb * m * k_total, cuda.gridsize(1)):
+        z = t // (m * k_total)
+        i = (t - z * m * k_total) // k_total
+        k = t - (z * m + i) * k_total
+        za = z if a.shape[0] > 1 else 0
+        zb = z if b.shape[0] > 1 else 0
+        acc = np.float32(0)
+        for j in range(n):
+            prod[0] = bits.pam(dy[z, i, j], bits.pam_slope(a[za, i, k], b[zb, k, j]))
+            acc += prod_f[0]
+        da[z, i, k] = acc
+
+
+@cuda_kernel("void(int32[:, :, ::1], int32[:, :, ::1], int32[:, :, ::1], float32[:, :, ::1])")
+def exact_grad_b(a, b, dy, db):
+    """db[z, k, j] = sum_i pam(dy[z, i, j], pam_slope(b[k, j], a[i, k])), i increasing."""
+    prod = cuda.local.array(1, np.int32)
+    prod_f = prod.view(np.float32)
+    nb, k_total, n = db.shape
+    m = dy.shape[1]
+    for t in range(cuda.grid(1), nb * k_total * n, cuda.gridsize(1)):
+        z = t // (k_total * n)
+        k = (t - z * k_total * n) // n
+        j = t - (z * k_total + k) * n
+        za = z if a.shape[0] > 1 else 0
+        zb = z if b.shape[0] > 1 else 0
+        acc = np.float32(0)
+        for i in range(m):
+            prod[0] = bits.pam(dy[z, i, j], bits.pam_slope(b[zb, k, j], a[za, i, k]))
+            acc += prod_f[0]
+        db[z, k, j] = acc
+
+
 # --- host side: device arrays in, device arrays out -----------------------------------------
 
 def is_device_array(x):
@@ -390,13 +430,24 @@ def broadcast_to(x, shape):
 
 
 @cache
-def zero():
-    return cuda.to_device(np.zeros(1, np.float32))
+def constant(value):
+    """A one-element device array holding the float32 ``value``, made once."""
+    return cuda.to_device(np.full(1, value, np.float32))
 
 
 def zeros(shape, like=None):
     """A float32 zero array on the device (``like`` only for the registry's signature)."""
-    return broadcast_to(zero(), shape)
+    return broadcast_to(constant(0.0), shape)
+
+
+def ones_like(x):
+    return broadcast_to(constant(1.0), x.shape)
+
+
+def copy(x):
+    """A new C-contiguous float32 device array with x's values."""
+    x = to_device(x, "copy")
+    return gather_copy(x, broadcast_strides(x.shape, x.shape), tuple(x.shape))
 
 
 def reshape(x, shape):
@@ -442,47 +493,92 @@ def reduce_max(x, axis=None, keepdims=False):
     return reduce_axes(max_axis, x, axis, keepdims, "max")
 
 
-def pam_matmul(a, b):
-    """PAM matrix product on the device: np.matmul's shapes, with batch dimensions that are
-    equal on both sides or present on one side only (or all 1)."""
-    a = to_device(a, "pam_matmul")
-    b = to_device(b, "pam_matmul")
+def swap_last_axes(x):
+    """A C-contiguous copy of x with its last two axes swapped (1-D stays as is)."""
+    if x.ndim < 2:
+        return x
+    return transpose(x, tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2))
+
+
+def matmul_operands(a, b, op):
+    """a, b as int32 (nbA, M, K) and (nbB, K, N) device views, the batch shape and np.matmul's
+    output shape; batch dimensions must be equal on both sides or on one side only (or all 1)."""
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError("pam_matmul: operands must have at least one dimension")
-    a3 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
-    b3 = b.reshape(b.shape[0], 1) if b.ndim == 1 else b
-    shape_a, shape_b = tuple(a3.shape), tuple(b3.shape)   # plain tuples (the simulator's
-    if shape_a[-1] != shape_b[-2]:                          # shapes refuse negative indices)
-        raise ValueError(f"pam_matmul: shapes {a.shape} and {b.shape} do not align")
+        raise ValueError(f"{op}: operands must have at least one dimension")
+    shape_a = (1,) + tuple(a.shape) if a.ndim == 1 else tuple(a.shape)   # plain tuples: the
+    shape_b = tuple(b.shape) + (1,) if b.ndim == 1 else tuple(b.shape)   # simulator's refuse [-1]
+    if shape_a[-1] != shape_b[-2]:
+        raise ValueError(f"{op}: shapes {tuple(a.shape)} and {tuple(b.shape)} do not align")
     batch_a, batch_b = shape_a[:-2], shape_b[:-2]
     batch = np.broadcast_shapes(batch_a, batch_b)
     for side in (batch_a, batch_b):
         if side != batch and any(s != 1 for s in side):
             raise NotImplementedError(
-                f"pam_matmul on cuda: batch shapes {batch_a} and {batch_b} (only equal or one-sided)")
-    m, k = shape_a[-2:]
-    n = shape_b[-1]
+                f"{op} on cuda: batch shapes {batch_a} and {batch_b} (only equal or one-sided)")
+    (m, k), n = shape_a[-2:], shape_b[-1]
+    a3 = a.reshape(int(np.prod(batch_a, dtype=np.int64)), m, k).view(np.int32)
+    b3 = b.reshape(int(np.prod(batch_b, dtype=np.int64)), k, n).view(np.int32)
+    out_shape = batch + (m, n)
+    if a.ndim == 1:
+        out_shape = out_shape[:-2] + out_shape[-1:]
+    if b.ndim == 1:
+        out_shape = out_shape[:-1]
+    return a3, b3, batch, out_shape
+
+
+def pam_matmul(a, b, transpose_a=False, transpose_b=False):
+    """PAM matrix product on the device, np.matmul's shapes (batch limits: matmul_operands).
+
+    ``transpose_a`` / ``transpose_b`` swap the last two axes of that operand
+    first (here by a transposed copy).
+    """
+    a = to_device(a, "pam_matmul")
+    b = to_device(b, "pam_matmul")
+    a3, b3, batch, out_shape = matmul_operands(
+        swap_last_axes(a) if transpose_a else a, swap_last_axes(b) if transpose_b else b, "pam_matmul")
+    m, n = a3.shape[1], b3.shape[2]
     nb = int(np.prod(batch, dtype=np.int64))
     out = cuda.device_array((nb, m, n), np.float32)
     if out.size:
-        a3 = a3.reshape(int(np.prod(batch_a, dtype=np.int64)), m, k).view(np.int32)
-        b3 = b3.reshape(int(np.prod(batch_b, dtype=np.int64)), k, n).view(np.int32)
         grid = ((n + TILE - 1) // TILE, (m + TILE - 1) // TILE, nb)
         pam_gemm_tiled[grid, (TILE, TILE)](a3, b3, out)
-    shape = batch + (m, n)
+    return out.reshape(out_shape)
+
+
+def pam_matmul_exact_grads(a, b, dy):
+    """Exact derivatives of Y = pam_matmul(a, b) given dY, as pafree.ops.pam_matmul_exact_grads:
+    da[i, k] = sum_j dY[i, j] ⊙ pam_slope(a[i, k], b[k, j]) (j increasing), db likewise over i;
+    da and db carry the full batch shape."""
+    a = to_device(a, "pam_matmul_exact_grads")
+    b = to_device(b, "pam_matmul_exact_grads")
+    dy = to_device(dy, "pam_matmul_exact_grads")
+    a3, b3, batch, out_shape = matmul_operands(a, b, "pam_matmul_exact_grads")
+    if tuple(dy.shape) != out_shape:
+        raise ValueError(f"pam_matmul_exact_grads: dy has shape {tuple(dy.shape)}, expected {out_shape}")
+    (m, k), n = a3.shape[1:], b3.shape[2]
+    nb = int(np.prod(batch, dtype=np.int64))
+    dy3 = dy.reshape(nb, m, n).view(np.int32)
+    da = cuda.device_array((nb, m, k), np.float32)
+    db = cuda.device_array((nb, k, n), np.float32)
+    if da.size:
+        exact_grad_a[blocks_for(da.size), THREADS](a3, b3, dy3, da)
+    if db.size:
+        exact_grad_b[blocks_for(db.size), THREADS](a3, b3, dy3, db)
+    da = da.reshape(batch + (m, k))
+    db = db.reshape(batch + (k, n))
     if a.ndim == 1:
-        shape = shape[:-2] + shape[-1:]
+        da = da.reshape(batch + (k,))
     if b.ndim == 1:
-        shape = shape[:-1]
-    return out.reshape(shape)
+        db = db.reshape(batch + (k,))
+    return da, db
 
 
 # pafree.autograd.registry primitive name -> device kernel with the CPU kernel's arguments
 BACKEND = {
     "pam": pam, "pad": pad, "paexp2": paexp2, "palog2": palog2, "pasqrt": pasqrt,
-    "pam_matmul": pam_matmul, "pam_slope": pam_slope,
+    "pam_matmul": pam_matmul, "pam_matmul_exact_grads": pam_matmul_exact_grads, "pam_slope": pam_slope,
     "pad_slope_a": partial(binary, "pad_slope_a"), "pad_slope_b": partial(binary, "pad_slope_b"),
     "paexp2_slope": paexp2_slope, "palog2_slope": palog2_slope, "pasqrt_slope": pasqrt_slope,
     "add": add, "sub": sub, "neg": neg, "relu": relu, "where": where,
-    "zeros": zeros, "reshape": reshape, "transpose": transpose, "sum": reduce_sum, "max": reduce_max,
+    "zeros": zeros, "ones_like": ones_like, "copy": copy, "reshape": reshape, "transpose": transpose, "sum": reduce_sum, "max": reduce_max,
 }

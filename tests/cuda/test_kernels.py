@@ -92,6 +92,8 @@ def test_relu_where_and_layout_copies_match_numpy():
     np.testing.assert_array_equal(bits(host(gpu.broadcast_to(y, (3, 5)))), bits(np.broadcast_to(y, (3, 5))))
     np.testing.assert_array_equal(host(gpu.reshape(x, (4, -1))), x.reshape(4, -1))
     np.testing.assert_array_equal(bits(host(gpu.zeros((2, 3)))), np.zeros((2, 3), np.int32))
+    np.testing.assert_array_equal(host(gpu.ones_like(x)), np.ones_like(x))
+    np.testing.assert_array_equal(bits(host(gpu.copy(x))), bits(x))
 
 
 def test_ops_chain_stays_on_the_device():
@@ -149,6 +151,27 @@ def test_pam_matmul_bit_exact(shape_a, shape_b):
     got = host(gpu.pam_matmul(a, b))
     np.testing.assert_array_equal(bits(got), bits(ops.pam_matmul(a, b)))
     np.testing.assert_array_equal(bits(got), bits(sequential_pam_matmul(a, b)))
+
+
+@pytest.mark.parametrize("transpose_a, transpose_b", [(True, False), (False, True), (True, True)])
+def test_pam_matmul_transposed_operands(transpose_a, transpose_b):
+    rng = np.random.default_rng(15)
+    a = rng.standard_normal((2, 5, 3) if transpose_a else (2, 3, 5)).astype(np.float32)
+    b = rng.standard_normal((4, 5) if transpose_b else (5, 4)).astype(np.float32)
+    got = host(gpu.pam_matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b))
+    want = ops.pam_matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+    np.testing.assert_array_equal(bits(got), bits(want))
+
+
+@pytest.mark.parametrize("shape_a, shape_b", [((3, 5), (5, 4)), ((2, 3, 5), (5, 4))])
+def test_pam_matmul_exact_grads_equal_cpu(shape_a, shape_b):
+    rng = np.random.default_rng(16)
+    a = rng.standard_normal(shape_a).astype(np.float32)
+    b = rng.standard_normal(shape_b).astype(np.float32)
+    dy = rng.standard_normal(np.broadcast_shapes(shape_a[:-2], shape_b[:-2]) + (3, 4)).astype(np.float32)
+    for got, want in zip(gpu.pam_matmul_exact_grads(a, b, dy), ops.pam_matmul_exact_grads(a, b, dy)):
+        assert tuple(got.shape) == want.shape
+        np.testing.assert_array_equal(bits(host(got)), bits(want))
 
 
 def test_pam_matmul_vectors_and_errors():
