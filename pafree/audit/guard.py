@@ -196,7 +196,8 @@ def guard_tree(root):
 
 
 # Primitives that only move, select or create data: not listed among the work done.
-DATA_MOVEMENT = frozenset(("reshape", "transpose", "getitem", "concatenate", "where", "zeros"))
+DATA_MOVEMENT = frozenset(("reshape", "transpose", "getitem", "concatenate", "stack", "where",
+                           "zeros", "ones_like", "copy"))
 
 
 def _elements(name, args, out):

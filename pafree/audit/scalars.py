@@ -310,7 +310,8 @@ def _numba_compiled_codes(objects):
     from numba.core.dispatcher import _DispatcherBase
     from numba.core.typing.templates import builtin_registry
     codes = {f.__code__ for f, _ in builtin_registry.globals if isinstance(f, types.FunctionType)}
-    codes.update(obj.py_func.__code__ for obj in objects if isinstance(obj, _DispatcherBase))
+    codes.update(obj.py_func.__code__ for obj in objects
+                 if issubclass(type(obj), _DispatcherBase))   # type(): weak proxies may be dead
     return codes
 
 

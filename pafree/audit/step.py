@@ -21,6 +21,9 @@ from . import guard, scalars
 from .report import KernelScan, Recorder, Report
 
 
+_SCANNED = {}      # dispatcher -> (signatures, counts, forbidden lines) of its last scan
+
+
 @contextlib.contextmanager
 def _kernels_called(used):
     """Record every Numba CPU dispatcher called from Python while a recorder is active."""
@@ -102,10 +105,13 @@ class Audit:
         if not names:
             self.recorder.add("static", "kernel not compiled through pafree.ops.jit.cpu_kernel",
                               f"{dispatcher.py_func.__module__}.{name}")
-        counts, forbidden = scan_dispatcher(dispatcher)
+        signatures = tuple(dispatcher.signatures)
+        if _SCANNED.get(dispatcher, (None,))[0] != signatures:    # compiling again is slow
+            _SCANNED[dispatcher] = (signatures, *scan_dispatcher(dispatcher))
+        _, counts, forbidden = _SCANNED[dispatcher]
         for line in forbidden:
             self.recorder.add("static", "float multiply-like instruction", f"kernel {name}", line)
-        return KernelScan(name, [str(s) for s in dispatcher.signatures], counts, forbidden)
+        return KernelScan(name, [str(s) for s in signatures], counts, forbidden)
 
     def _scan_ptx(self):
         """PTX of every CUDA kernel (all of pafree.ops.cuda: the CPU step does not call them)."""
