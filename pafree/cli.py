@@ -8,6 +8,7 @@ from . import __version__
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
+    "audit": ("pafree.audit.cli", "Prove that a whole training step runs no float multiply"),
 }
 
 
