@@ -98,6 +98,53 @@ def gather(x, geometry, out):
         out[i] = x[source_index(i, geometry, 0)]
 
 
+@cuda_kernel("void(float32[::1], int64[::1], float32[::1])")
+def take_kernel(x, positions, out):
+    """out[i] = x[positions[i]] (indexing with the positions worked out on the host)."""
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = x[positions[i]]
+
+
+@cuda_kernel("void(float32[::1], int64[::1], int64[::1], int64[::1], float32[::1])")
+def scatter_add_kernel(out, targets, starts, sources, values):
+    """out[targets[u]] += values[sources[s]] for s in starts[u]..starts[u+1], in that order:
+    one thread per target, so repeated targets add in np.add.at's order, deterministically."""
+    for u in range(cuda.grid(1), targets.size, cuda.gridsize(1)):
+        acc = out[targets[u]]
+        for s in range(starts[u], starts[u + 1]):
+            acc += values[sources[s]]
+        out[targets[u]] = acc
+
+
+@cuda_kernel("void(int32[::1], int32[::1])")
+def floor_kernel(x, out):
+    """IEEE floor from the bits: clear the fraction bits; a negative number with a fraction
+    then steps down by 1.0 (an exact float subtraction)."""
+    cell = cuda.local.array(1, np.int32)
+    cell_f = cell.view(np.float32)
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        v = x[i]
+        e = ((v & bits.MAG) >> bits.MANT_BITS) - bits.BIAS      # unbiased exponent
+        if e >= bits.MANT_BITS:                                  # integral already, inf, NaN
+            out[i] = v
+        elif e < 0:                                              # |x| < 1
+            out[i] = v if (v & bits.MAG) == 0 else (bits.SIGN | bits.ONE if v < 0 else 0)
+        else:
+            fraction = bits.MANT >> e
+            if v & fraction == 0 or v >= 0:
+                out[i] = v & ~fraction
+            else:
+                cell[0] = v & ~fraction
+                cell_f[0] = cell_f[0] - np.float32(1)
+                out[i] = cell[0]
+
+
+@cuda_kernel("void(int32[::1], boolean[::1])")
+def isfinite_kernel(x, out):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = (x[i] & bits.MAG) < bits.INF
+
+
 UNARY = {name: unary_kernel(getattr(bits, name), name) for name in (
     "paexp2", "palog2", "pasqrt", "paexp", "palog",
     "paexp2_slope", "palog2_slope", "pasqrt_slope")}
@@ -405,6 +452,65 @@ def where(a, b, cond):
     return out
 
 
+def floor(x):
+    x = to_device(x, "floor")
+    out = cuda.device_array(x.shape, np.float32)
+    if x.size:
+        floor_kernel[blocks_for(x.size), THREADS](as_flat(x, np.int32), as_flat(out, np.int32))
+    return out
+
+
+def isfinite(x):
+    x = to_device(x, "isfinite")
+    out = cuda.device_array(x.shape, np.bool_)
+    if x.size:
+        isfinite_kernel[blocks_for(x.size), THREADS](as_flat(x, np.int32), as_flat(out, np.bool_))
+    return out
+
+
+def positions(shape, idx):
+    """The flat positions that ``array_of(shape)[idx]`` reads, worked out on the host.
+
+    Integer work on the index alone (idx holds host ints, slices and integer
+    arrays); the data stay on the device.
+    """
+    def on_host(i):
+        return i.copy_to_host() if is_device_array(i) else i
+    idx = tuple(map(on_host, idx)) if isinstance(idx, tuple) else on_host(idx)
+    every = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
+    return np.ascontiguousarray(every[idx])
+
+
+def getitem(x, idx):
+    """x[idx] (basic and integer-array indexing) as a new device array."""
+    x = to_device(x, "getitem")
+    where_from = positions(tuple(x.shape), idx)
+    out = cuda.device_array(where_from.shape, np.float32)
+    if out.size:
+        take_kernel[blocks_for(out.size), THREADS](
+            as_flat(x, np.float32), cuda.to_device(where_from.reshape(-1)), as_flat(out, np.float32))
+    return out
+
+
+def scatter_add(out, idx, values):
+    """In place, np.add.at(out, idx, values): repeated positions add up in index order."""
+    if not is_device_array(out):
+        raise TypeError("scatter_add: out must be a device array (it is updated in place)")
+    where_to = positions(tuple(out.shape), idx)
+    values = to_device(values, "scatter_add")
+    if tuple(values.shape) != where_to.shape:
+        values = broadcast_to(values, where_to.shape)
+    flat = where_to.reshape(-1)
+    if not flat.size:
+        return
+    order = np.argsort(flat, kind="stable")          # sources grouped by target, in order
+    targets, starts = np.unique(flat[order], return_index=True)
+    starts = np.append(starts, flat.size).astype(np.int64)
+    scatter_add_kernel[blocks_for(targets.size), THREADS](
+        as_flat(out, np.float32), cuda.to_device(targets.astype(np.int64)), cuda.to_device(starts),
+        cuda.to_device(order.astype(np.int64)), as_flat(values, np.float32))
+
+
 def gather_copy(x, strides, shape):
     out = cuda.device_array(shape, np.float32)
     if out.size:
@@ -580,5 +686,6 @@ BACKEND = {
     "pad_slope_a": partial(binary, "pad_slope_a"), "pad_slope_b": partial(binary, "pad_slope_b"),
     "paexp2_slope": paexp2_slope, "palog2_slope": palog2_slope, "pasqrt_slope": pasqrt_slope,
     "add": add, "sub": sub, "neg": neg, "relu": relu, "where": where,
-    "zeros": zeros, "ones_like": ones_like, "copy": copy, "reshape": reshape, "transpose": transpose, "sum": reduce_sum, "max": reduce_max,
+    "zeros": zeros, "ones_like": ones_like, "copy": copy, "reshape": reshape, "floor": floor,
+    "isfinite": isfinite, "getitem": getitem, "scatter_add": scatter_add, "transpose": transpose, "sum": reduce_sum, "max": reduce_max,
 }

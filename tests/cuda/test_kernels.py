@@ -96,6 +96,27 @@ def test_relu_where_and_layout_copies_match_numpy():
     np.testing.assert_array_equal(bits(host(gpu.copy(x))), bits(x))
 
 
+def test_floor_and_isfinite_match_numpy():
+    x = np.concatenate([values(30, 17), np.float32([-0.5, -2.5, 2.5, -1.0, 8388607.5, -8388607.5, -7e-39])])
+    np.testing.assert_array_equal(bits(host(gpu.floor(x))), bits(np.floor(x)))
+    np.testing.assert_array_equal(host(gpu.isfinite(x)), np.isfinite(x))
+
+
+@pytest.mark.parametrize("idx", [
+    (slice(1, 3), 2), (np.array([0, 2, 2]), slice(None)), (np.arange(3), np.array([4, 0, 1])), 1, ...])
+def test_getitem_and_scatter_add_match_numpy(idx):
+    rng = np.random.default_rng(18)
+    x = rng.standard_normal((3, 5)).astype(np.float32)
+    got = host(gpu.getitem(x, idx))
+    np.testing.assert_array_equal(got, x[idx])
+    values = rng.standard_normal(np.shape(x[idx])).astype(np.float32)
+    want = x.copy()
+    np.add.at(want, idx, values)                      # repeated positions add up, in order
+    out = gpu.to_device(x.copy())
+    gpu.scatter_add(out, idx, values)
+    np.testing.assert_array_equal(bits(host(out)), bits(want))
+
+
 def test_ops_chain_stays_on_the_device():
     """Device arrays in, device arrays out: a chain of kernels with no host copy in between."""
     x = values(20, 10)
