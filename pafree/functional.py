@@ -252,7 +252,8 @@ def cross_entropy(logits, targets, label_smoothing=0.0, ignore_index=None, deriv
         targets = np.where(keep, targets, 0)
     zs, e, _ = _shifted_exp2(ar, logits, -1)
     log2p = sub(zs, ar.log2(sum(e, -1, keepdims=True)))
-    loss = neg(getitem(log2p, (np.arange(len(targets)), targets)))
+    picked = targets[:, None] == np.arange(classes)                # one-hot rows (bool)
+    loss = neg(sum(where(picked, log2p, np.float32(0)), -1))
     if label_smoothing:
         eps = np.float32(label_smoothing)
         spread = neg(sum(log2p, -1))                       # -sum_c log2 p_c
