@@ -30,11 +30,12 @@ BINARY = {name: binary_kernel(getattr(bits, name), name) for name in (
 
 
 def float32_array(x, op):
-    """x as a C-contiguous float32 ndarray; integers and float64 convert, the rest is refused."""
+    """x as a C-contiguous float32 ndarray (0-d stays 0-d); integers, booleans and
+    float64 convert (float64 rounds to nearest), anything else raises TypeError."""
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{op}: expected real numbers, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return np.asarray(arr, dtype=np.float32, order="C")
 
 
 def as_bits(arr, shape):
