@@ -1,0 +1,206 @@
+"""The figure scripts: each one runs headless and its saved numbers say what the paper says.
+
+Every check reads the .npz a script wrote and recomputes the claim from those
+numbers with references written here (float64 formulas of the SPEC, the SPEC
+error table), not with the plotting code.
+"""
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pafree import figures, ops
+
+LN2 = np.float32(np.log(2))
+LOG2E = np.float32(np.log2(np.e))
+PAM_ERR = (-1 / 9, 0.0)  # SPEC section 2 error table
+PAD_ERR = (0.0, 1 / 8)
+EXP2_ERR = (0.0, 0.0615)
+SQRT_ERR = (0.0, 0.0607)
+
+# a small resolution per script, so the whole module stays fast
+SMALL = {
+    "fig_overview": dict(n=161),
+    "fig_pam_error": dict(n=65),
+    "fig_multiply_family": dict(n=301),
+    "fig_exp_family": dict(n=300),  # even: no grid point at x = 0, where paexp has no right segment
+    "fig_dot_product": dict(max_log2_k=6, m=32),
+}
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """Run every figure script of the checkout into one folder; name -> written paths."""
+    out = tmp_path_factory.mktemp("figures")
+    return {path.stem: figures.load_script(path).make(out, **SMALL.get(path.stem, {}))
+            for path in figures.figure_scripts(figures.FIGURES_DIR)}
+
+
+def data(made, script):
+    return np.load(made[script][2])
+
+
+def test_every_figure_is_written_headless(made):
+    import matplotlib
+
+    assert set(SMALL) <= set(made)
+    assert matplotlib.get_backend().lower() == "agg"
+    for script, paths in made.items():
+        name = script.removeprefix("fig_")
+        assert [p.name for p in paths] == [f"{name}.png", f"{name}.pdf", f"{name}.npz"]
+        assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert paths[1].read_bytes()[:5] == b"%PDF-"
+
+
+def test_cli_runs_every_script_and_reports_a_missing_folder(tmp_path, monkeypatch, capsys):
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "fig_a.py").write_text(
+        "def make(out_dir):\n    path = out_dir / 'a.txt'\n    path.write_text('a')\n"
+        "    return [path]\n")
+    (scripts / "helper.py").write_text("raise RuntimeError('not a figure script')\n")
+    monkeypatch.setattr(figures, "FIGURES_DIR", scripts)
+    assert figures.run(SimpleNamespace(out=tmp_path / "out")) == 0
+    assert (tmp_path / "out" / "a.txt").read_text() == "a"
+
+    monkeypatch.setattr(figures, "FIGURES_DIR", tmp_path / "missing")
+    assert figures.run(SimpleNamespace(out=tmp_path / "out")) == 1
+    assert "editable" in capsys.readouterr().err
+
+
+def pam_reference(a, b):
+    """PAM of positive normal numbers from SPEC section 2, in float64 (exact here)."""
+    fa, ea = np.frexp(np.asarray(a, np.float64))  # a = fa 2^ea, fa in [0.5, 1)
+    fb, eb = np.frexp(np.asarray(b, np.float64))
+    mantissa = (2 * fa - 1) + (2 * fb - 1)
+    carry = mantissa >= 1
+    return np.ldexp(1 + mantissa - carry, ea - 1 + eb - 1 + carry)
+
+
+def test_pam_error_minimum_is_minus_one_ninth_at_one_and_a_half(made):
+    d = data(made, "fig_pam_error")
+    x1, x2, pam = d["x1"], d["x2"], d["pam"]
+    np.testing.assert_array_equal(pam, pam_reference(x1, x2))
+    rel = pam / (x1.astype(np.float64) * x2) - 1
+    np.testing.assert_allclose(d["rel_error_percent"], 100 * rel, rtol=1e-6, atol=1e-9)
+    assert rel.min() == pytest.approx(-1 / 9, abs=1e-7)
+    low = np.unravel_index(np.argmin(rel), rel.shape)
+    assert (x1[low], x2[low]) == (1.5, 1.5)
+    assert rel.max() <= 0 and rel[0, 0] == rel[-1, -1] == 0  # exact at powers of two
+
+
+# row: (script, PA function of x as the SPEC defines it, true function, its derivative,
+#       value error bound or None, approx-derivative bound as a function of x)
+ROWS = {
+    "scale": ("fig_multiply_family", lambda x: ops.pam(1.5, x), lambda x: 1.5 * x,
+              lambda x: np.full_like(x, 1.5), PAM_ERR, lambda x: PAM_ERR),
+    "reciprocal": ("fig_multiply_family", lambda x: ops.pad(1.5, x), lambda x: 1.5 / x,
+                   lambda x: -1.5 / x**2, PAD_ERR, lambda x: (0.0, (9 / 8) ** 2 - 1)),
+    "divide": ("fig_multiply_family", lambda x: ops.pad(x, 1.5), lambda x: x / 1.5,
+               lambda x: np.full_like(x, 1 / 1.5), PAD_ERR, lambda x: PAD_ERR),
+    "square": ("fig_multiply_family", lambda x: ops.pam(x, x), lambda x: x**2,
+               lambda x: 2 * x, PAM_ERR, lambda x: PAM_ERR),
+    # ((Y ⊙ ln 2) ⊘ 2) ⊘ (x ⊙ ln 2): pasqrt's error, one PAM down, one PAD up, one PAM inverted
+    "sqrt": ("fig_multiply_family", ops.pasqrt, np.sqrt, lambda x: 0.5 / np.sqrt(x),
+             SQRT_ERR, lambda x: (-1 / 9, (1 + SQRT_ERR[1]) * (9 / 8) * (9 / 8) - 1)),
+    "exp2": ("fig_exp_family", ops.paexp2, np.exp2, lambda x: np.exp2(x) * np.log(2),
+             EXP2_ERR, lambda x: (-1 / 9, EXP2_ERR[1])),
+    # the PAM by log2(e) errs by up to 1/9 inside the exponent, so the bound widens with |x|
+    "exp": ("fig_exp_family", ops.paexp, np.exp, np.exp, None,
+            lambda x: (2 ** (-np.abs(x) * np.log2(np.e) / 9) * (8 / 9) ** 2 - 1,
+                       2 ** (np.abs(x) * np.log2(np.e) / 9) * (1 + EXP2_ERR[1]) - 1)),
+    "log2": ("fig_exp_family", ops.palog2, np.log2, lambda x: 1 / (x * np.log(2)), None,
+             lambda x: (0.0, (9 / 8) ** 2 - 1)),
+    "log": ("fig_exp_family", ops.palog, np.log, lambda x: 1 / x, None,
+            lambda x: (0.0, (9 / 8) ** 3 - 1)),
+}
+TINY = 1e-6  # float32 rounding of the constants ln 2 and log2(e)
+
+
+def row_data(made, key):
+    d = data(made, ROWS[key][0])
+    return {field: d[f"{key}_{field}"] for field in ("x", "pa", "exact", "approx")}
+
+
+@pytest.mark.parametrize("key", ROWS)
+def test_saved_values_are_the_pa_function_within_its_bound(made, key):
+    _, pa_fn, true_fn, _, value_err, _ = ROWS[key]
+    row = row_data(made, key)
+    x = row["x"]
+    np.testing.assert_array_equal(row["pa"], pa_fn(x))
+    if value_err is not None:
+        rel = row["pa"] / true_fn(x.astype(np.float64)) - 1
+        assert value_err[0] - TINY <= rel.min() and rel.max() <= value_err[1] + TINY
+    if key == "log2":  # SPEC: absolute error in [-0.0861, 0]
+        err = row["pa"] - np.log2(x.astype(np.float64))
+        assert -0.0861 - TINY <= err.min() and err.max() <= TINY
+
+
+def slopes(fn, x, h):
+    """Difference quotients of fn over [x, x + h] and [x + h, x + 2h] (h may be negative)."""
+    x1 = x + h
+    x2 = x1 + h
+    f0, f1, f2 = (fn(t).astype(np.float64) for t in (x, x1, x2))
+    return (f1 - f0) / (x1.astype(np.float64) - x), (f2 - f1) / (x2.astype(np.float64) - x1)
+
+
+# ln at x = 0.25: u = palog2(x) = -2 is a breakpoint of u ⊘ log2(e) on a negative
+# operand. pad_slope takes k from the forward op (the |u| >= 2 side: 1/2) and
+# palog2_slope the right side (4), so the chain gives 2, while both sides have slope 4.
+# Reported in /work/notes/requests.md; strict, so the fix shows up here.
+MIXED_SIDES = pytest.mark.xfail(strict=True, reason="slope sides disagree at x = 0.25")
+
+
+@pytest.mark.parametrize("key", [pytest.param(key, marks=MIXED_SIDES) if key == "log"
+                                 else key for key in ROWS])
+def test_exact_derivative_is_a_power_of_two_and_a_slope(made, key):
+    pa_fn = ROWS[key][1]
+    row = row_data(made, key)
+    x, exact = row["x"], row["exact"]
+    fraction, _ = np.frexp(np.abs(exact))
+    assert np.all(fraction == 0.5)  # nonzero powers of two
+
+    # the slope of a linear piece that x ends or starts: on each side, the difference
+    # quotient where the function is affine over two steps (no breakpoint inside).
+    # At a breakpoint either side is accepted: the SPEC's "segment to the right" and its
+    # table's k (the forward op's carry) disagree there for negative operands and for
+    # the divisor of PAD (see /work/notes/requests.md).
+    h = np.float32(2**-12) * np.maximum(np.abs(x), 1)
+    near_r, far_r = slopes(pa_fn, x, h)
+    near_l, far_l = slopes(pa_fn, x, -h)
+    right_ok = np.isclose(near_r, far_r, rtol=1e-2)
+    left_ok = np.isclose(near_l, far_l, rtol=1e-2)
+    assert (right_ok & left_ok).mean() > 0.9
+    matches = (right_ok & np.isclose(near_r, exact, rtol=1e-2)) | (
+        left_ok & np.isclose(near_l, exact, rtol=1e-2))
+    assert np.all(matches | ~(right_ok | left_ok))
+
+
+@pytest.mark.parametrize("key", ROWS)
+def test_approx_derivative_within_the_composed_bound(made, key):
+    _, _, _, dtrue_fn, _, bound = ROWS[key]
+    row = row_data(made, key)
+    x = row["x"].astype(np.float64)
+    rel = row["approx"] / dtrue_fn(x) - 1
+    low, high = bound(x)
+    assert np.all(low - TINY <= rel) and np.all(rel <= high + TINY)
+
+
+def test_dot_product_offset_zeroes_the_mean_bias_and_shrinks_the_error(made):
+    d = data(made, "fig_dot_product")
+    alpha = float(d["alpha"])
+    # mean relative error of (x1 ⊙ x2) ⊙ alpha over random uniform mantissas, from the
+    # float64 SPEC formula; zero at alpha, of opposite signs 0.002 either side
+    rng = np.random.default_rng(1)
+    x1, x2 = 1 + rng.random((2, 200_000))
+    pam = pam_reference(x1, x2)
+
+    def bias(a):
+        return np.mean(pam_reference(pam, a) / (x1 * x2)) - 1
+
+    assert abs(bias(alpha)) < 2e-4
+    assert bias(alpha - 0.002) < 0 < bias(alpha + 0.002)
+    assert np.all(np.abs(d["bias_alpha"]) < np.abs(d["bias_plain"]))
+    assert np.all(d["rms_alpha"] < d["rms_plain"])
+    assert np.all(d["bias_plain"] < 0)
