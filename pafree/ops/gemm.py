@@ -68,63 +68,100 @@ def _as_float(typingctx, x):
 
 # ---------------------------------------------------------------- packing
 
+@register_jitable
+def encode_a(v):
+    """(magnitude, threshold) of an A entry: its products are normal iff key_b > threshold."""
+    mag = np.int32(v & bits.MAG)
+    return mag, np.int32(THR_BASE - mag if mag >= bits.MIN_NORMAL else INT_MAX)
+
+
+@register_jitable
+def encode_b(v):
+    """(magnitude, key) of a B entry; zero and subnormal B get the key INT_MIN."""
+    mag = np.int32(v & bits.MAG)
+    return mag, np.int32(mag if mag >= bits.MIN_NORMAL else INT_MIN)
+
+
 @cpu_kernel(parallel=True)
 def pack_a(x, packed, bound):
-    """x: (nb, M, K) int32 bits (any strides) -> packed (nb, M/MR, K, 2, MR): bits, threshold.
+    """x: (nb, M, K) int32 bits (any strides) -> packed (nb, M/MR, 2, MR, K): bits, threshold.
 
-    bound[z, ip, kc] = (min, max) magnitude of the block; padding rows are 1.0.
+    bound[z, ip, kc] = (min, max) magnitude of the block; padding rows (1.0)
+    are left out of the bounds: their products are never stored.
     """
     nb, m, k_total = x.shape
     n_ip = packed.shape[1]
+    pad_mag, pad_thr = encode_a(bits.ONE)
     for t in prange(nb * n_ip):
         z = t // n_ip
         ip = t - z * n_ip
+        i0 = ip * MR
+        ni = min(MR, m - i0)
+        a_bits = packed[z, ip, 0]
+        a_thr = packed[z, ip, 1]
         for kc in range(bound.shape[2]):
-            lo = INT_MAX
-            hi = 0
-            for k in range(kc * KC, min(kc * KC + KC, k_total)):
-                for r in range(MR):
-                    i = ip * MR + r
-                    v = x[z, i, k] if i < m else bits.ONE
-                    mag = v & bits.MAG
-                    packed[z, ip, k, 0, r] = v
-                    packed[z, ip, k, 1, r] = THR_BASE - mag if mag >= bits.MIN_NORMAL else INT_MAX
+            k0 = kc * KC
+            k1 = min(k0 + KC, k_total)
+            lo = np.int32(INT_MAX)
+            hi = np.int32(0)
+            for r in range(ni):
+                src = x[z, i0 + r, k0:k1]
+                dst_bits = a_bits[r, k0:k1]
+                dst_thr = a_thr[r, k0:k1]
+                for k in range(k1 - k0):
+                    v = src[k]
+                    mag, thr = encode_a(v)
+                    dst_bits[k] = v
+                    dst_thr[k] = thr
                     lo = min(lo, mag)
                     hi = max(hi, mag)
+            for r in range(ni, MR):
+                for k in range(k0, k1):
+                    a_bits[r, k] = bits.ONE
+                    a_thr[r, k] = pad_thr
             bound[z, ip, kc, 0] = lo
             bound[z, ip, kc, 1] = hi
 
 
 @cpu_kernel(parallel=True)
 def pack_b(y, packed, bound):
-    """y: (nb, K, N) int32 bits (any strides) -> packed (nb, N/NR, K, 2, NR): bits - ONE, key.
+    """y: (nb, K, N) int32 bits (any strides) -> packed (nb, N/NR, 2, K, NR): bits - ONE, key.
 
-    bound[z, jp, kc] = (min, max) magnitude of the block; padding columns are 1.0.
+    bound[z, jp, kc] = (min, max) magnitude of the block; padding columns (1.0)
+    are left out of the bounds.
     """
     nb, k_total, n = y.shape
     n_jp = packed.shape[1]
+    pad_mag, pad_key = encode_b(bits.ONE)
     for t in prange(nb * n_jp):
         z = t // n_jp
         jp = t - z * n_jp
+        j0 = jp * NR
+        nj = min(NR, n - j0)
         for kc in range(bound.shape[2]):
-            lo = INT_MAX
-            hi = 0
+            lo = np.int32(INT_MAX)
+            hi = np.int32(0)
             for k in range(kc * KC, min(kc * KC + KC, k_total)):
-                row = packed[z, jp, k]
-                for j in range(NR):
-                    col = jp * NR + j
-                    v = y[z, k, col] if col < n else bits.ONE
-                    mag = v & bits.MAG
-                    row[0, j] = v - bits.ONE        # wraps to int32 on store
-                    row[1, j] = mag if mag >= bits.MIN_NORMAL else INT_MIN
+                src = y[z, k, j0:j0 + nj]
+                eb = packed[z, jp, 0, k]
+                key = packed[z, jp, 1, k]
+                for j in range(nj):
+                    v = src[j]
+                    mag, kj = encode_b(v)
+                    eb[j] = np.int32(v - bits.ONE)      # wraps: the sign rides along
+                    key[j] = kj
                     lo = min(lo, mag)
                     hi = max(hi, mag)
+                for j in range(nj, NR):
+                    eb[j] = 0
+                    key[j] = pad_key
             bound[z, jp, kc, 0] = lo
             bound[z, jp, kc, 1] = hi
 
 
 # ---------------------------------------------------------- register tiles
-# a: (K, 2, MR) packed A micro-panel, b: (K, 2, NR) packed B panel, tile: (MR, NR) float32.
+# a: (2, MR, K) packed A micro-panel, b: (2, K, NR) packed B panel, tile: (MR, NR) float32.
+# The two planes are separate so that the fast loop streams only the first.
 
 @register_jitable
 def tile_fast(tile, a, b, k0, k1):
@@ -134,10 +171,9 @@ def tile_fast(tile, a, b, k0, k1):
         for j in range(NR):
             acc[r, j] = tile[r, j]
     for k in range(k0, k1):
-        bits_a = a[k, 0]
-        eb = b[k, 0]
+        eb = b[0, k]
         for r in range(MR):
-            ar = bits_a[r]
+            ar = a[0, r, k]
             for j in range(NR):
                 acc[r, j] += _as_float(np.int32(ar + eb[j]))
     for r in range(MR):
@@ -153,17 +189,15 @@ def tile_masked(tile, a, b, k0, k1):
         for j in range(NR):
             acc[r, j] = tile[r, j]
     for k in range(k0, k1):
-        bits_a = a[k, 0]
-        thr = a[k, 1]
-        eb = b[k, 0]
-        key = b[k, 1]
+        eb = b[0, k]
+        key = b[1, k]
         for j in range(NR):           # j outer: fewer live registers than r outer
             ebj = eb[j]
             keyj = key[j]
             for r in range(MR):
                 s = acc[r, j]
-                t = s + _as_float(np.int32(bits_a[r] + ebj))
-                acc[r, j] = t if keyj > thr[r] else s
+                t = s + _as_float(np.int32(a[0, r, k] + ebj))
+                acc[r, j] = t if keyj > a[1, r, k] else s
     for r in range(MR):
         for j in range(NR):
             tile[r, j] = acc[r, j]
@@ -173,11 +207,10 @@ def tile_masked(tile, a, b, k0, k1):
 def tile_exact(tile, a, b, k0, k1):
     """Any operands (inf, NaN, overflow): the scalar bits.pam, same order of sums."""
     for k in range(k0, k1):
-        bits_a = a[k, 0]
-        eb = b[k, 0]
+        eb = b[0, k]
         for r in range(MR):
             for j in range(NR):
-                p = bits.pam(bits_a[r], np.int32(eb[j] + bits.ONE))
+                p = bits.pam(a[0, r, k], np.int32(eb[j] + bits.ONE))
                 tile[r, j] += _as_float(np.int32(p))
 
 
@@ -226,7 +259,7 @@ def pam_gemm_packed(pa, a_bound, pb, b_bound, a_index, b_index, m, n, out, out_s
     nb = a_index.shape[0]
     n_ip = pa.shape[1]
     n_jp = pb.shape[1]
-    k_total = pa.shape[2]
+    k_total = pa.shape[4]
     n_kc = a_bound.shape[2]
     n_ib = (n_ip + MC - 1) // MC
     zs, rs, cs = out_strides
@@ -375,8 +408,8 @@ def _gemm(x, y, x_index, y_index, out, out_strides):
     m, k = x.shape[1:]
     n = y.shape[2]
     n_kc = (k + KC - 1) // KC
-    pa = _buffer("a", (x.shape[0], (m + MR - 1) // MR, k, 2, MR))
-    pb = _buffer("b", (y.shape[0], (n + NR - 1) // NR, k, 2, NR))
+    pa = _buffer("a", (x.shape[0], (m + MR - 1) // MR, 2, MR, k))
+    pb = _buffer("b", (y.shape[0], (n + NR - 1) // NR, 2, k, NR))
     a_bound = _buffer("a_bound", (x.shape[0], pa.shape[1], n_kc, 2))
     b_bound = _buffer("b_bound", (y.shape[0], pb.shape[1], n_kc, 2))
     pack_a(x, pa, a_bound)
