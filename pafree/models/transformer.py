@@ -184,6 +184,20 @@ class DecoderOnlyLM(Module):
         x = self.dropout(self.tokens(tokens) + self.positions(positions))
         return self.head(self.decoder(x, mask=causal_mask(length)))
 
+    @no_grad()
+    def generate(self, prompt, prompt_positions, new_positions):
+        """Greedy continuation of equal-length prompts (batch, length): token k is
+        chosen by argmax and fed back at position ``new_positions[k]``; returns
+        (batch, len(new_positions)) ids."""
+        tokens, positions = np.asarray(prompt), np.asarray(prompt_positions)
+        start = tokens.shape[1]
+        for k in range(len(new_positions)):
+            token = self(tokens, positions).data[:, -1].argmax(axis=1)
+            tokens = np.concatenate([tokens, token[:, None]], axis=1)
+            positions = np.concatenate(
+                [positions, np.full((len(tokens), 1), new_positions[k])], axis=1)
+        return tokens[:, start:]
+
 
 class EncoderDecoder(Module):
     """Sequence to sequence. Token id ``pad_id`` is masked out as a key; decoding

@@ -1,0 +1,106 @@
+"""``pafree predict RUN_DIR INPUT...``: answer inputs with a trained run's model.
+
+- numbers:  German number words -> English (beam search, the run's beam width);
+- digits:   indices of test images -> predicted class (and the true label);
+- addition: sums written ``a+b`` -> the model's answer (and the true sum).
+
+The model runs in the run's arithmetic (float or piecewise affine).
+"""
+import json
+import os
+import sys
+
+import numpy as np
+
+from . import config
+from .autograd import no_grad
+from .train import CHECKPOINT, Run
+
+
+def load_run(run_dir):
+    """The run in ``run_dir`` with the parameters of its checkpoint."""
+    ckpt = os.path.join(run_dir, CHECKPOINT)
+    if not os.path.exists(ckpt):
+        raise FileNotFoundError(f"no checkpoint in {run_dir!r} (expected {ckpt})")
+    with open(os.path.join(run_dir, "config.json")) as f:
+        run = Run(json.load(f))
+    run.load(ckpt)
+    run.model.eval()
+    return run
+
+
+def predict(run, inputs):
+    """One answer line per input."""
+    with config.mode(**run.modes), no_grad():
+        return PREDICTORS[run.task.kind](run, inputs)
+
+
+def translate(run, words):
+    task, model = run.task, run.model
+    sources = []
+    for word in words:
+        try:
+            sources.append(task.encode_source(word))
+        except ValueError as err:
+            raise ValueError(f"cannot translate {word!r}: {err}") from None
+    width = max(len(s) for s in sources)
+    src = np.full((len(sources), width), model.pad_id, dtype=np.int64)
+    for i, s in enumerate(sources):
+        src[i, :len(s)] = s
+    outputs = model.beam_search(src, beam=run.hparams["beam"], max_len=task.max_tgt_len)
+    return [f"{w} -> {task.decode_target(o)}" for w, o in zip(words, outputs)]
+
+
+def classify(run, indices):
+    task = run.task
+    n = task.size("test")
+    chosen = []
+    for text in indices:
+        if not text.isdigit() or int(text) >= n:
+            raise ValueError(f"{text!r} is not a test image index (0..{n - 1})")
+        chosen.append(int(text))
+    patches = task.patches("test")[chosen]
+    predicted = run.model.forward_patches(patches).data.argmax(axis=1)
+    return [f"test image {i}: predicted {p} (label {task.labels['test'][i]})"
+            for i, p in zip(chosen, predicted)]
+
+
+def add(run, sums):
+    task = run.task
+    lines = []
+    for text in sums:
+        a, plus, b = text.replace(" ", "").partition("+")
+        if not (plus and a.isdigit() and b.isdigit()):
+            raise ValueError(f"{text!r} is not a sum of two non-negative integers like 123+45")
+        a, b = int(a), int(b)
+        tokens, positions = task.sequence(a, b)
+        n_prompt = len(str(a)) + len(str(b)) + 3          # BOS a + b =
+        n_new = max(len(str(a)), len(str(b))) + 2          # answer digits and EOS
+        k = np.arange(n_new)
+        new_positions = 2 + k if task.coupled else n_prompt + k
+        generated = run.model.generate(np.array([tokens[:n_prompt]]),
+                                       np.array([positions[:n_prompt]]), new_positions)[0]
+        digits = "".join(task.vocab.decode(generated.tolist()))
+        answer = digits[::-1] if digits.isdigit() else f"(not a number: {digits!r})"
+        lines.append(f"{a}+{b} = {answer} (true {a + b})")
+    return lines
+
+
+PREDICTORS = {"seq2seq": translate, "classify": classify, "lm": add}
+
+
+def add_arguments(parser):
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `pafree train`")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="German number words (numbers), test image indices (digits) "
+                             "or sums like 123+45 (addition)")
+
+
+def run(args):
+    try:
+        lines = predict(load_run(args.run_dir), args.inputs)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"pafree predict: error: {err}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
