@@ -94,7 +94,6 @@ pad_slope_b = Primitive("pad_slope_b", _pa(lambda a, b: cpu.binary("pad_slope_b"
 paexp2_slope = Primitive("paexp2_slope", _pa(ops.paexp2_slope))
 palog2_slope = Primitive("palog2_slope", _pa(ops.palog2_slope))
 pasqrt_slope = Primitive("pasqrt_slope", _pa(ops.pasqrt_slope))
-floor = Primitive("floor", np.floor)
 zeros = Primitive("zeros", lambda shape, like: np.zeros(shape, like.dtype))
 ones_like = Primitive("ones_like", lambda x: np.ones(x.shape, np.float32))
 copy = Primitive("copy", lambda x: np.array(x, dtype=np.float32))
@@ -119,7 +118,28 @@ def _scatter_add_cpu(out, idx, values):
     flat[rows[starts]] += sums
 
 
+def _first_max_cpu(x, axis):
+    """Bool mask of the first maximum along ``axis`` (of all elements if None)."""
+    mask = np.zeros(x.shape, bool)
+    if axis is None:
+        mask.reshape(-1)[np.argmax(x)] = True
+    else:
+        np.put_along_axis(mask, np.argmax(x, axis=axis, keepdims=True), True, axis=axis)
+    return mask
+
+
+def _integer_shift_cpu(x, axis):
+    """floor(max(x)) along ``axis`` (kept as size 1), 0 where the max is not finite."""
+    top = np.floor(np.max(x, axis=axis, keepdims=True))
+    return np.where(np.isfinite(top), top, np.float32(0))
+
+
 scatter_add = Primitive("scatter_add", _scatter_add_cpu)
+first_max = Primitive("first_max", _first_max_cpu)
+integer_shift = Primitive("integer_shift", _integer_shift_cpu)
+nonnegative = Primitive("nonnegative", lambda x: x >= 0)
+broadcast_to = Primitive("broadcast_to", np.broadcast_to)
+split = Primitive("split", lambda x, sizes, axis: np.split(x, np.cumsum(sizes)[:-1], axis=axis))
 
 # --- shared primitives: float add / compare / copy, same in every mode ----------
 add = Primitive("add", np.add, elementwise=True)
@@ -135,32 +155,21 @@ getitem = Primitive("getitem", lambda x, idx: x[idx])
 concatenate = Primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis))
 
 
-def _expand_reduced(g, ndim, axis, keepdims):
-    """The result of a reduction over ``axis`` with the reduced axes put back as size 1."""
-    if keepdims:
-        return g
+def _keepdims_shape(shape, axis):
+    """``shape`` with the axes a reduction over ``axis`` removed put back as size 1."""
     if axis is None:
-        return np.reshape(g, (1,) * ndim)
-    axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)
-    return np.expand_dims(g, tuple(a % ndim for a in axes))
+        return (1,) * len(shape)
+    axes = {a % len(shape) for a in ((axis,) if isinstance(axis, int) else axis)}
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
 def _sum_vjp(g, ans, x, axis, keepdims):
-    return np.broadcast_to(_expand_reduced(g, x.ndim, axis, keepdims), x.shape)
+    return broadcast_to(reshape(g, _keepdims_shape(x.shape, axis)), x.shape)
 
 
 def _max_vjp(g, ans, x, axis, keepdims):
-    """Route the gradient to the first maximum along ``axis`` (float compare and copy)."""
-    top = _expand_reduced(ans, x.ndim, axis, keepdims)
-    g = _expand_reduced(g, x.ndim, axis, keepdims)
-    if axis is None:
-        first = np.zeros(x.size, bool)
-        first[np.argmax(x)] = True
-        first = first.reshape(x.shape)
-    else:
-        hit = x == top
-        first = hit & (np.cumsum(hit, axis=axis) == 1)
-    return where(g, np.float32(0), first)
+    """The gradient goes to the first maximum along ``axis``."""
+    return where(reshape(g, _keepdims_shape(x.shape, axis)), np.float32(0), first_max(x, axis))
 
 
 def _getitem_vjp(g, ans, x, idx):
@@ -170,8 +179,7 @@ def _getitem_vjp(g, ans, x, idx):
 
 
 def _concatenate_vjp(g, ans, *xs, needs, axis):
-    bounds = np.cumsum([x.shape[axis] for x in xs])[:-1]
-    return np.split(g, bounds, axis=axis)
+    return split(g, [x.shape[axis] for x in xs], axis)
 
 
 add.rule(lambda g, ans, a, b: g,
@@ -183,7 +191,7 @@ where.rule(lambda g, ans, a, b, cond: where(g, np.float32(0), cond),
            lambda g, ans, a, b, cond: where(np.float32(0), g, cond))
 sum_.rule(_sum_vjp)
 max_.rule(_max_vjp)
-relu.rule(lambda g, ans, x: where(g, np.float32(0), x >= 0))     # slope 1 at 0: the right segment
+relu.rule(lambda g, ans, x: where(g, np.float32(0), nonnegative(x)))     # slope 1 at 0: the right segment
 reshape.rule(lambda g, ans, x, shape: reshape(g, x.shape))
 transpose.rule(lambda g, ans, x, axes: transpose(g, None if axes is None else tuple(np.argsort(axes))))
 getitem.rule(_getitem_vjp)
