@@ -190,6 +190,15 @@ def test_embedding_gradient_is_one_hot_transpose_times_grad():
     np.testing.assert_allclose(w.grad, one_hot.T @ g.reshape(-1, 3), rtol=1e-6)
 
 
+def test_negative_and_repeated_indices_scatter_add():
+    x = Tensor(randn(4, 2), requires_grad=True)
+    idx = np.array([-1, 0, 3, -1])
+    g = randn(4, 2)
+    x[idx].backward(g)
+    one_hot = (idx[:, None] % 4 == np.arange(4)).astype(np.float64)
+    np.testing.assert_allclose(x.grad, one_hot.T @ g, rtol=1e-6)
+
+
 def test_slicing_gradient():
     x = Tensor(randn(4, 5), requires_grad=True)
     g = randn(2, 5)

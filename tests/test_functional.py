@@ -220,8 +220,9 @@ def test_pa_primitive_approx_gradient_within_documented_error(name):
 
 
 # composites: the approx gradient follows the float derivative up to the compounded PA
-# error; measured worst relative error (L2 over the input) is below these bounds
-COMPOSITE_APPROX_BOUND = 0.35
+# error of forward and backward; relative L2 error measured on these cases: 0.19 at most
+# (log = palog2 ⊘ log2 e), softmax 0.08-0.12, layer_norm 0.06, cross_entropy 0.04
+COMPOSITE_APPROX_BOUND = 0.25
 
 
 @pytest.mark.parametrize("name", [n for n in CASES])
