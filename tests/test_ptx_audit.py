@@ -34,7 +34,8 @@ def test_every_kernel_is_audited(audit):
     expected = set(cuda_ops.UNARY) | set(cuda_ops.BINARY) | {
         "float_add", "float_sub", "float_neg", "float_relu", "where_kernel", "gather",
         "sum_axis", "max_axis", "pam_gemm_tiled", "exact_grad_a", "exact_grad_b",
-        "take_kernel", "scatter_add_kernel", "floor_kernel", "isfinite_kernel"}
+        "take_kernel", "scatter_add_kernel", "floor_kernel", "isfinite_kernel",
+        "put_kernel", "nonnegative_kernel", "first_max_axis"}
     assert set(audit) == expected
 
 

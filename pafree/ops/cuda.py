@@ -145,6 +145,19 @@ def isfinite_kernel(x, out):
         out[i] = (x[i] & bits.MAG) < bits.INF
 
 
+@cuda_kernel("void(float32[::1], int64[::1], float32[::1])")
+def put_kernel(x, positions, out):
+    """out[positions[i]] = x[i] (writing into a part of out, e.g. for concatenate)."""
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        out[positions[i]] = x[i]
+
+
+@cuda_kernel("void(float32[::1], boolean[::1])")
+def nonnegative_kernel(x, out):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = x[i] >= 0
+
+
 UNARY = {name: unary_kernel(getattr(bits, name), name) for name in (
     "paexp2", "palog2", "pasqrt", "paexp", "palog",
     "paexp2_slope", "palog2_slope", "pasqrt_slope")}
@@ -208,6 +221,24 @@ def max_axis(x, out):
             if acc == acc and (v > acc or v != v):
                 acc = v
         out[o, j] = acc
+
+
+@cuda_kernel("void(float32[:, :, ::1], boolean[:, :, ::1])")
+def first_max_axis(x, out):
+    """out[o, k, j] = (k is np.argmax of x[o, :, j]): the first maximum, or the first NaN."""
+    outer, n, inner = x.shape
+    for t in range(cuda.grid(1), outer * inner, cuda.gridsize(1)):
+        o = t // inner
+        j = t - o * inner
+        best = 0
+        top = x[o, 0, j]
+        for k in range(1, n):
+            v = x[o, k, j]
+            if top == top and (v > top or v != v):
+                best = k
+                top = v
+        for k in range(n):
+            out[o, k, j] = k == best
 
 
 # --- PAM GEMM: shared-memory tiles, one thread per output element -------------------------
@@ -511,6 +542,69 @@ def scatter_add(out, idx, values):
         cuda.to_device(order.astype(np.int64)), as_flat(values, np.float32))
 
 
+def nonnegative(x):
+    """x >= 0 as a bool device array."""
+    x = to_device(x, "nonnegative")
+    out = cuda.device_array(x.shape, np.bool_)
+    if x.size:
+        nonnegative_kernel[blocks_for(x.size), THREADS](as_flat(x, np.float32), as_flat(out, np.bool_))
+    return out
+
+
+def axis_view(x, axis):
+    """x as (outer, n, inner) around ``axis`` (None: all elements as one axis)."""
+    shape = tuple(x.shape)
+    if axis is None:
+        return x.reshape(1, x.size, 1)
+    axis %= len(shape)
+    return x.reshape(int(np.prod(shape[:axis], dtype=np.int64)), shape[axis],
+                     int(np.prod(shape[axis + 1:], dtype=np.int64)))
+
+
+def first_max(x, axis):
+    """Bool mask of the first maximum along ``axis`` (of all elements if None), as np.argmax."""
+    x = to_device(x, "first_max")
+    out = cuda.device_array(x.shape, np.bool_)
+    if x.size:
+        x3 = axis_view(x, axis)
+        first_max_axis[blocks_for(x3.shape[0] * x3.shape[2]), THREADS](x3, axis_view(out, axis))
+    return out
+
+
+def integer_shift(x, axis):
+    """floor(max(x)) along ``axis`` (kept as size 1), 0 where the max is not finite."""
+    top = floor(reduce_max(x, axis, keepdims=True))
+    return where(top, zeros(tuple(top.shape)), isfinite(top))
+
+
+def axis_slices(shape, sizes, axis):
+    """The index of each consecutive part of ``sizes`` along ``axis``."""
+    axis %= len(shape)
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    return [(slice(None),) * axis + (slice(starts[p], starts[p + 1]),) for p in range(len(sizes))]
+
+
+def split(x, sizes, axis):
+    """np.split of x into consecutive parts of ``sizes`` along ``axis`` (device copies)."""
+    x = to_device(x, "split")
+    return [getitem(x, idx) for idx in axis_slices(tuple(x.shape), sizes, axis)]
+
+
+def concatenate(*xs, axis):
+    """np.concatenate(xs, axis) on the device."""
+    xs = [to_device(x, "concatenate") for x in xs]
+    shape = list(xs[0].shape)
+    axis %= len(shape)
+    shape[axis] = sum(x.shape[axis] for x in xs)
+    out = cuda.device_array(tuple(shape), np.float32)
+    for x, idx in zip(xs, axis_slices(tuple(shape), [x.shape[axis] for x in xs], axis)):
+        if x.size:
+            put_kernel[blocks_for(x.size), THREADS](
+                as_flat(x, np.float32), cuda.to_device(positions(tuple(shape), idx).reshape(-1)),
+                as_flat(out, np.float32))
+    return out
+
+
 def gather_copy(x, strides, shape):
     out = cuda.device_array(shape, np.float32)
     if out.size:
@@ -682,10 +776,12 @@ def pam_matmul_exact_grads(a, b, dy):
 # pafree.autograd.registry primitive name -> device kernel with the CPU kernel's arguments
 BACKEND = {
     "pam": pam, "pad": pad, "paexp2": paexp2, "palog2": palog2, "pasqrt": pasqrt,
-    "pam_matmul": pam_matmul, "pam_matmul_exact_grads": pam_matmul_exact_grads, "pam_slope": pam_slope,
+    "pam_matmul": pam_matmul, "pam_slope": pam_slope,
     "pad_slope_a": partial(binary, "pad_slope_a"), "pad_slope_b": partial(binary, "pad_slope_b"),
     "paexp2_slope": paexp2_slope, "palog2_slope": palog2_slope, "pasqrt_slope": pasqrt_slope,
     "add": add, "sub": sub, "neg": neg, "relu": relu, "where": where,
-    "zeros": zeros, "ones_like": ones_like, "copy": copy, "reshape": reshape, "floor": floor,
-    "isfinite": isfinite, "getitem": getitem, "scatter_add": scatter_add, "transpose": transpose, "sum": reduce_sum, "max": reduce_max,
+    "zeros": zeros, "ones_like": ones_like, "copy": copy, "reshape": reshape,
+    "getitem": getitem, "scatter_add": scatter_add,
+    "nonnegative": nonnegative, "first_max": first_max, "integer_shift": integer_shift,
+    "broadcast_to": broadcast_to, "split": split, "concatenate": concatenate, "transpose": transpose, "sum": reduce_sum, "max": reduce_max,
 }

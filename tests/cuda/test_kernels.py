@@ -117,6 +117,29 @@ def test_getitem_and_scatter_add_match_numpy(idx):
     np.testing.assert_array_equal(bits(host(out)), bits(want))
 
 
+def test_masks_shifts_and_joins_match_numpy():
+    rng = np.random.default_rng(19)
+    x = rng.integers(-3, 4, (3, 4, 5)).astype(np.float32)           # ties: the first maximum wins
+    x[1, 2, 3] = np.nan
+    for axis in (0, 1, -1, None):
+        mask = np.zeros(x.shape, bool)
+        if axis is None:
+            mask.reshape(-1)[np.argmax(x)] = True
+        else:
+            np.put_along_axis(mask, np.argmax(x, axis=axis, keepdims=True), True, axis=axis)
+        np.testing.assert_array_equal(host(gpu.first_max(x, axis)), mask)
+    np.testing.assert_array_equal(host(gpu.nonnegative(values(5, 20))), values(5, 20) >= 0)
+    y = (rng.standard_normal((3, 4)) * 8).astype(np.float32)
+    y[1] = -np.inf
+    with np.errstate(invalid="ignore"):
+        top = np.floor(np.max(y, axis=1, keepdims=True))
+    np.testing.assert_array_equal(host(gpu.integer_shift(y, 1)), np.where(np.isfinite(top), top, 0))
+    parts = gpu.split(x, [1, 3], 1)
+    for got, want in zip(parts, np.split(x, [1], axis=1)):
+        np.testing.assert_array_equal(bits(host(got)), bits(want))
+    np.testing.assert_array_equal(bits(host(gpu.concatenate(*parts, axis=1))), bits(x))
+
+
 def test_ops_chain_stays_on_the_device():
     """Device arrays in, device arrays out: a chain of kernels with no host copy in between."""
     x = values(20, 10)
@@ -205,6 +228,8 @@ def test_pam_matmul_vectors_and_errors():
         gpu.pam_matmul(m, m)
 
 
-def test_backend_names_are_registry_primitives():
+def test_backend_covers_every_pa_and_shared_primitive():
+    """Every registry primitive has a device kernel, except the float baseline (it multiplies)."""
     from pafree.autograd import registry
-    assert set(gpu.BACKEND) <= set(registry.PRIMITIVES)
+    baseline = {"fmul", "fdiv", "fexp2", "flog2", "fsqrt", "fmatmul"}
+    assert set(gpu.BACKEND) == set(registry.PRIMITIVES) - baseline
