@@ -8,8 +8,10 @@ one input (the tape unbroadcasts it); a primitive has one rule per input, and
 only the rules of inputs that need a gradient run. (A joint rule, for work
 shared between inputs, gets ``needs``, a bool per input, and returns them all.)
 ``vjp`` maps the derivative kind recorded on the node ("exact" or "approx",
-SPEC section 4) to those rules. Rules use only primitives, so a PA rule never multiplies:
-applying an exact slope (a signed power of two) is itself an exact PAM.
+SPEC section 4) to those rules. Rules use only primitives, so a PA rule never
+multiplies: applying an exact slope (a signed power of two) is itself an exact
+PAM. pasqrt is a primitive (the exact (bits + ONE) >> 1 of pafree.ops): its
+exact rule is its own slope, its approx rule g ⊘ (2 ⊙ pasqrt(x)).
 
 Three families:
 - PA primitives (pam, pad, paexp2, palog2, pasqrt, pam_matmul): distinct exact
@@ -22,7 +24,7 @@ Three families:
 import numpy as np
 
 from .. import ops
-from ..ops import cpu, standard
+from ..ops import bits, cpu, standard
 
 PRIMITIVES = {}
 KINDS = ("exact", "approx")
@@ -216,7 +218,7 @@ fmatmul.rule(lambda g, ans, a, b: fmatmul(g, _mT(b)),
              lambda g, ans, a, b: fmatmul(_mT(a), g))
 
 # --- the piecewise affine primitives (pafree.ops) --------------------------------
-LN2 = np.float32(0.6931472)      # float32(ln 2), the constant of the approx rules
+LN2 = np.int32(bits.LN2).view(np.float32)      # float32(ln 2), the constant of the approx rules
 TWO = np.float32(2)
 
 pam = Primitive("pam", _pa(ops.pam), elementwise=True)

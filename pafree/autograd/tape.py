@@ -4,8 +4,8 @@ Every differentiable operation run while recording makes a ``Node`` holding
 its primitive, the derivative kind chosen at forward time, its inputs and its
 answer. Nodes are numbered in execution order; ``backward`` gathers the nodes
 the root depends on, walks them from the newest to the oldest, asks each
-primitive's vjp rules for the gradients of the inputs that need one, sums gradients with float adds
-and frees each node's buffers once it is done.
+primitive's vjp rules for the gradients of the inputs that need one, sums
+gradients with float adds and frees each node's buffers once it is done.
 """
 import contextlib
 import itertools
