@@ -77,7 +77,8 @@ def test_digits_shift_moves_image(digits):
 def test_digits_batches_deterministic_and_evaluate(digits):
     b1, b2 = digits.train_batch(7, 32, seed=1), digits.train_batch(7, 32, seed=1)
     assert np.array_equal(b1["patches"], b2["patches"]) and np.array_equal(b1["labels"], b2["labels"])
-    assert b1["patches"].shape == (32, 16, 4) and b1["patches"].dtype == np.float32
+    assert b1["patches"].shape == (32, digits.n_patches, digits.patch_dim)
+    assert b1["patches"].dtype == np.float32 and digits.n_patches * digits.patch_dim == 64
     assert not np.array_equal(digits.train_batch(8, 32, 1)["labels"], b1["labels"])
     labels = digits.labels["test"]
     assert digits.evaluate(lambda x: labels[:len(x)], "test") == {"accuracy": 1.0}

@@ -20,7 +20,7 @@ from .metrics import accuracy
 SIZES = {"valid": 180, "test": 360}         # train gets the remaining 1,257
 
 DEFAULTS = {
-    "patch_size": 2, "d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 128,
+    "patch_size": 4, "shift": 1, "d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 128,
     "dropout": 0.1, "norm": "pre", "activation": "relu", "label_smoothing": 0.1,
     "steps": 1500, "batch_size": 64, "lr": 2e-3, "warmup": 100, "schedule": "cosine",
     "min_lr": 0.0, "weight_decay": 0.05, "betas": (0.9, 0.999), "eps": 1e-8, "clip": 1.0,
@@ -44,7 +44,7 @@ class DigitsTask:
     kind = "classify"
     n_classes = 10
 
-    def __init__(self, patch_size=DEFAULTS["patch_size"], shift=1):
+    def __init__(self, patch_size=DEFAULTS["patch_size"], shift=DEFAULTS["shift"]):
         data = load_digits()
         x = data.images.astype(np.float64) / 16.0
         y = data.target.astype(np.int64)
@@ -62,7 +62,7 @@ class DigitsTask:
         self.shift = shift
         self.n_patches = (8 // patch_size) ** 2
         self.patch_dim = patch_size * patch_size
-        self.defaults = dict(DEFAULTS, patch_size=patch_size)
+        self.defaults = dict(DEFAULTS, patch_size=patch_size, shift=shift)
 
     def size(self, split):
         check_split(split)
