@@ -646,8 +646,7 @@ def ones_like(x):
 
 def copy(x):
     """A new C-contiguous float32 device array with x's values."""
-    x = to_device(x, "copy")
-    return gather_copy(x, broadcast_strides(x.shape, x.shape), tuple(x.shape))
+    return broadcast_to(x, tuple(x.shape))
 
 
 def reshape(x, shape):
@@ -668,16 +667,17 @@ def reduce_axes(kernel, x, axis, keepdims, op):
     axes = range(x.ndim) if axis is None else (axis,) if np.ndim(axis) == 0 else axis
     axes = sorted({int(ax) % x.ndim for ax in axes}, reverse=True)
     for ax in axes:
-        shape = x.shape
+        shape = tuple(x.shape)
         outer = int(np.prod(shape[:ax], dtype=np.int64))
         inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
         if shape[ax] == 0 and kernel is max_axis:
             raise ValueError(f"{op}: zero-size axis {ax} has no maximum")
-        out = cuda.device_array((outer, inner), np.float32)
-        if out.size and shape[ax]:
-            kernel[blocks_for(out.size), THREADS](x.reshape(outer, shape[ax], inner), out)
-        elif out.size:
-            out = cuda.to_device(np.zeros((outer, inner), np.float32))     # empty sum
+        if not shape[ax]:
+            out = zeros((outer, inner))                                     # empty sum
+        else:
+            out = cuda.device_array((outer, inner), np.float32)
+            if out.size:
+                kernel[blocks_for(out.size), THREADS](x.reshape(outer, shape[ax], inner), out)
         x = out.reshape(shape[:ax] + (1,) + shape[ax + 1:])
     if not keepdims:
         x = x.reshape(tuple(s for d, s in enumerate(x.shape) if d not in axes))
@@ -775,13 +775,15 @@ def pam_matmul_exact_grads(a, b, dy):
 
 # pafree.autograd.registry primitive name -> device kernel with the CPU kernel's arguments
 BACKEND = {
+    # PA primitives and their exact slopes
     "pam": pam, "pad": pad, "paexp2": paexp2, "palog2": palog2, "pasqrt": pasqrt,
     "pam_matmul": pam_matmul, "pam_slope": pam_slope,
     "pad_slope_a": partial(binary, "pad_slope_a"), "pad_slope_b": partial(binary, "pad_slope_b"),
     "paexp2_slope": paexp2_slope, "palog2_slope": palog2_slope, "pasqrt_slope": pasqrt_slope,
-    "add": add, "sub": sub, "neg": neg, "relu": relu, "where": where,
+    # shared primitives: float add/sub, compares, copies
+    "add": add, "sub": sub, "neg": neg, "relu": relu, "where": where, "nonnegative": nonnegative,
+    "sum": reduce_sum, "max": reduce_max, "first_max": first_max, "integer_shift": integer_shift,
     "zeros": zeros, "ones_like": ones_like, "copy": copy, "reshape": reshape,
-    "getitem": getitem, "scatter_add": scatter_add,
-    "nonnegative": nonnegative, "first_max": first_max, "integer_shift": integer_shift,
-    "broadcast_to": broadcast_to, "split": split, "concatenate": concatenate, "transpose": transpose, "sum": reduce_sum, "max": reduce_max,
+    "transpose": transpose, "broadcast_to": broadcast_to, "getitem": getitem,
+    "scatter_add": scatter_add, "split": split, "concatenate": concatenate,
 }
