@@ -104,9 +104,14 @@ copy = Primitive("copy", lambda x: np.array(x, dtype=np.float32))
 def _scatter_add_cpu(out, idx, values):
     """out[idx] += values in place, repeated indices adding up (float adds).
 
+    Basic indices (ints, slices) pick each element once: a plain in-place add.
     Rows picked by one integer array (embeddings) are summed segment by segment
     after a stable sort, much faster than np.add.at; other indices use np.add.at.
     """
+    basic = (int, slice, type(None), type(Ellipsis))
+    if all(isinstance(i, basic) for i in (idx if isinstance(idx, tuple) else (idx,))):
+        out[idx] += values
+        return
     if not (isinstance(idx, np.ndarray) and idx.dtype.kind in "iu"):
         np.add.at(out, idx, values)
         return
