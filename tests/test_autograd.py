@@ -81,10 +81,10 @@ def test_no_grad_records_nothing():
     assert not y.requires_grad and y._node is None
 
     @no_grad()
-    def f(t):
-        return t + 1.0
-    assert f(x)._node is None
-    assert (x + 1.0)._node is not None
+    def f(t, depth):
+        return f(t, depth - 1) if depth else t + 1.0
+    assert f(x, 2)._node is None
+    assert (x + 1.0)._node is not None      # recording is back on after nested decorated calls
 
 
 def test_backward_non_scalar_needs_grad():

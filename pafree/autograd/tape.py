@@ -19,6 +19,9 @@ _recording = [True]
 class no_grad(contextlib.ContextDecorator):
     """Inside this context (or decorated function) nothing is recorded."""
 
+    def _recreate_cm(self):
+        return no_grad()             # a fresh one per decorated call: recursion restores correctly
+
     def __enter__(self):
         self._previous = _recording[0]
         _recording[0] = False
