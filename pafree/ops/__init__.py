@@ -1,15 +1,21 @@
 """pafree.ops: the piecewise affine (PA) primitives on float32 arrays.
 
 Each function accepts array-likes (Python scalars, lists, any numpy real
-dtype; float64 and integers are converted to float32) with numpy
-broadcasting, and returns a new float32 ndarray. Complex, object and string
-inputs raise ``TypeError``.
+dtype; float64, integers and booleans are converted to float32, float64
+rounding to nearest) with numpy broadcasting (shapes that do not broadcast
+raise numpy's ValueError), and returns a new float32 ndarray (0-d for scalar
+inputs). Complex, object and string inputs raise ``TypeError`` naming the
+function and the dtype.
 
 Forward ops: ``pam`` (A ⊙ B), ``pad`` (A ⊘ B), ``paexp2``, ``palog2`` and the
 derived ``paexp``, ``palog``, ``pasqrt``, ``papow``. Exact derivatives (SPEC
 section 4, always signed powers of two): ``pam_slope`` (dY/dA; dY/dB is
 ``pam_slope(b, a)``), ``pad_slope`` (returns dY/dA, dY/dB), ``paexp2_slope``,
 ``palog2_slope``, ``pasqrt_slope``.
+
+Special values follow SPEC section 3: subnormal inputs count as zero, results
+flush to zero below the normal range and become inf above it, and every NaN
+result is the canonical 0x7FC00000. The bit logic lives in ``bits.py``.
 """
 from . import cpu
 
@@ -30,7 +36,8 @@ def paexp2(x):
 
 
 def palog2(x):
-    """E + M for x = 2**E * (1 + M), rounded to float32; -inf at 0, NaN below."""
+    """E + M for x = 2**E * (1 + M), rounded to nearest float32 (exact for x in [1/4, 4));
+    -inf at 0, NaN below."""
     return cpu.unary("palog2", x)
 
 
