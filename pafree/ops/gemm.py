@@ -21,8 +21,8 @@ How it is fast (GotoBLAS structure, one integer add + one float add per term):
   because the sum starts at +0.0 and so is never -0.0), and *exact* (the
   scalar ``bits.pam``) for the rare tile that holds inf, NaN or huge values.
 - The MR x NR accumulator lives in a stack array that LLVM keeps in zmm
-  registers; tile edges go through a scratch tile, so no shape needs padding
-  by the caller.
+  registers, loaded from and stored to the output once per K chunk; tile
+  edges go through a scratch tile, so no shape needs padding by the caller.
 
 Transposed operands (``transpose_a``/``transpose_b``) are read in place by the
 packing; a product with few columns is computed as (B^T A^T)^T, which PAM's
@@ -164,30 +164,41 @@ def pack_b(y, packed, bound):
 # The two planes are separate so that the fast loop streams only the first.
 
 @register_jitable
-def tile_fast(tile, a, b, k0, k1):
+def load_acc(acc, dst, base, rs, first):
+    """acc = the MR x NR block at dst[base + r * rs + j], or zeros for the first K chunk."""
+    for r in range(MR):
+        row = dst[base + r * rs:base + r * rs + NR]
+        for j in range(NR):
+            acc[r, j] = 0.0 if first else row[j]
+
+
+@register_jitable
+def store_acc(acc, dst, base, rs):
+    for r in range(MR):
+        row = dst[base + r * rs:base + r * rs + NR]
+        for j in range(NR):
+            row[j] = acc[r, j]
+
+
+@register_jitable
+def tile_fast(dst, base, rs, first, a, b, k0, k1):
     """Every product is normal: one int add and one float add per term."""
     acc = carray(_stack_tile(), (MR, NR))
-    for r in range(MR):
-        for j in range(NR):
-            acc[r, j] = tile[r, j]
+    load_acc(acc, dst, base, rs, first)
     for k in range(k0, k1):
         eb = b[0, k]
         for r in range(MR):
             ar = a[0, r, k]
             for j in range(NR):
                 acc[r, j] += _as_float(np.int32(ar + eb[j]))
-    for r in range(MR):
-        for j in range(NR):
-            tile[r, j] = acc[r, j]
+    store_acc(acc, dst, base, rs)
 
 
 @register_jitable
-def tile_masked(tile, a, b, k0, k1):
+def tile_masked(dst, base, rs, first, a, b, k0, k1):
     """No product overflows; a product that is zero or underflows is skipped."""
     acc = carray(_stack_tile(), (MR, NR))
-    for r in range(MR):
-        for j in range(NR):
-            acc[r, j] = tile[r, j]
+    load_acc(acc, dst, base, rs, first)
     for k in range(k0, k1):
         eb = b[0, k]
         key = b[1, k]
@@ -198,20 +209,21 @@ def tile_masked(tile, a, b, k0, k1):
                 s = acc[r, j]
                 t = s + _as_float(np.int32(a[0, r, k] + ebj))
                 acc[r, j] = t if keyj > a[1, r, k] else s
-    for r in range(MR):
-        for j in range(NR):
-            tile[r, j] = acc[r, j]
+    store_acc(acc, dst, base, rs)
 
 
 @register_jitable
-def tile_exact(tile, a, b, k0, k1):
+def tile_exact(dst, base, rs, first, a, b, k0, k1):
     """Any operands (inf, NaN, overflow): the scalar bits.pam, same order of sums."""
+    acc = carray(_stack_tile(), (MR, NR))
+    load_acc(acc, dst, base, rs, first)
     for k in range(k0, k1):
         eb = b[0, k]
         for r in range(MR):
             for j in range(NR):
                 p = bits.pam(a[0, r, k], np.int32(eb[j] + bits.ONE))
-                tile[r, j] += _as_float(np.int32(p))
+                acc[r, j] += _as_float(np.int32(p))
+    store_acc(acc, dst, base, rs)
 
 
 @register_jitable
@@ -229,32 +241,14 @@ def tile_kind(a_bound, b_bound):
     return 1
 
 
-@register_jitable
-def copy_tile(tile, out, base, rs, cs, ni, nj, to_out):
-    """Copy between the tile and its ni x nj place in the flat output (rows rs, columns cs apart)."""
-    if ni == MR and nj == NR and cs == 1:         # the common case: contiguous rows, vectorised
-        for r in range(MR):
-            row = out[base + r * rs:base + r * rs + NR]
-            for j in range(NR):
-                if to_out:
-                    row[j] = tile[r, j]
-                else:
-                    tile[r, j] = row[j]
-    else:
-        for r in range(ni):
-            for j in range(nj):
-                if to_out:
-                    out[base + r * rs + j * cs] = tile[r, j]
-                else:
-                    tile[r, j] = out[base + r * rs + j * cs]
-
-
 @cpu_kernel(parallel=True)
 def pam_gemm_packed(pa, a_bound, pb, b_bound, a_index, b_index, m, n, out, out_strides):
     """C[z] = A[a_index[z]] ⊙@ B[b_index[z]] from packed operands.
 
     out is a flat float32 array; out_strides (batch, row, column) in elements,
     so a transposed or batched destination needs no second specialisation.
+    A tile whose place in out is not MR full contiguous rows of NR (edges, a
+    transposed out) is accumulated in a scratch tile and copied.
     """
     nb = a_index.shape[0]
     n_ip = pa.shape[1]
@@ -272,7 +266,7 @@ def pam_gemm_packed(pa, a_bound, pb, b_bound, a_index, b_index, m, n, out, out_s
         panel_b = pb[zb, jp]
         j0 = jp * NR
         nj = min(NR, n - j0)
-        tile = carray(_stack_tile(), (MR, NR))
+        scratch = carray(_stack_tile(), (MR * NR,))
         for kc in range(n_kc):
             k0 = kc * KC
             k1 = min(k0 + KC, k_total)
@@ -280,20 +274,23 @@ def pam_gemm_packed(pa, a_bound, pb, b_bound, a_index, b_index, m, n, out, out_s
                 i0 = ip * MR
                 ni = min(MR, m - i0)
                 base = z * zs + i0 * rs + j0 * cs
-                if kc == 0:
-                    for r in range(MR):
-                        for j in range(NR):
-                            tile[r, j] = 0.0
-                else:
-                    copy_tile(tile, out, base, rs, cs, ni, nj, False)
+                direct = ni == MR and nj == NR and cs == 1
+                dst, dst_base, dst_rs = (out, base, rs) if direct else (scratch, 0, NR)
+                if not direct and kc > 0:
+                    for r in range(ni):
+                        for j in range(nj):
+                            scratch[r * NR + j] = out[base + r * rs + j * cs]
                 kind = tile_kind(a_bound[za, ip, kc], b_bound[zb, jp, kc])
                 if kind == 0:
-                    tile_fast(tile, pa[za, ip], panel_b, k0, k1)
+                    tile_fast(dst, dst_base, dst_rs, kc == 0, pa[za, ip], panel_b, k0, k1)
                 elif kind == 1:
-                    tile_masked(tile, pa[za, ip], panel_b, k0, k1)
+                    tile_masked(dst, dst_base, dst_rs, kc == 0, pa[za, ip], panel_b, k0, k1)
                 else:
-                    tile_exact(tile, pa[za, ip], panel_b, k0, k1)
-                copy_tile(tile, out, base, rs, cs, ni, nj, True)
+                    tile_exact(dst, dst_base, dst_rs, kc == 0, pa[za, ip], panel_b, k0, k1)
+                if not direct:
+                    for r in range(ni):
+                        for j in range(nj):
+                            out[base + r * rs + j * cs] = scratch[r * NR + j]
 
 
 # ------------------------------------------------- exact-derivative GEMMs
