@@ -10,7 +10,6 @@
 import numpy as np
 import pytest
 
-import pafree
 from pafree import F, Tensor, config, no_grad
 
 ALL_EXACT = dict.fromkeys(["matmul", "norm", "softmax", "loss", "other"], "pa-exact")

@@ -52,16 +52,6 @@ def use_cuda():
         PRIMITIVES[name].kernels["cuda"] = fn
 
 
-def _pa(fn):
-    """A pafree.ops kernel returning numpy's broadcast shape (ops turns 0-d results into (1,))."""
-    def kernel(*args):
-        out = fn(*args)
-        shape = np.broadcast_shapes(*(np.shape(a) for a in args))
-        fix = lambda o: o if o.shape == shape else o.reshape(shape)  # noqa: E731
-        return tuple(map(fix, out)) if isinstance(out, tuple) else fix(out)
-    return kernel
-
-
 class Primitive:
     def __init__(self, name, cpu, elementwise=False):
         self.name = name
@@ -90,12 +80,12 @@ class Primitive:
 
 
 # --- kernel-only helpers (no derivative: never recorded) -------------------------
-pam_slope = Primitive("pam_slope", _pa(ops.pam_slope))
-pad_slope_a = Primitive("pad_slope_a", _pa(lambda a, b: cpu.binary("pad_slope_a", a, b)))
-pad_slope_b = Primitive("pad_slope_b", _pa(lambda a, b: cpu.binary("pad_slope_b", a, b)))
-paexp2_slope = Primitive("paexp2_slope", _pa(ops.paexp2_slope))
-palog2_slope = Primitive("palog2_slope", _pa(ops.palog2_slope))
-pasqrt_slope = Primitive("pasqrt_slope", _pa(ops.pasqrt_slope))
+pam_slope = Primitive("pam_slope", ops.pam_slope)
+pad_slope_a = Primitive("pad_slope_a", lambda a, b: cpu.binary("pad_slope_a", a, b))
+pad_slope_b = Primitive("pad_slope_b", lambda a, b: cpu.binary("pad_slope_b", a, b))
+paexp2_slope = Primitive("paexp2_slope", ops.paexp2_slope)
+palog2_slope = Primitive("palog2_slope", ops.palog2_slope)
+pasqrt_slope = Primitive("pasqrt_slope", ops.pasqrt_slope)
 zeros = Primitive("zeros", lambda shape, like: np.zeros(shape, like.dtype))
 ones_like = Primitive("ones_like", lambda x: np.ones(x.shape, np.float32))
 copy = Primitive("copy", lambda x: np.array(x, dtype=np.float32))
@@ -186,7 +176,7 @@ def _getitem_vjp(g, ans, x, idx):
 
 
 def _concatenate_vjp(g, ans, *xs, needs, axis):
-    return split(g, [x.shape[axis] for x in xs], axis)
+    return split(g, [tuple(x.shape)[axis] for x in xs], axis)
 
 
 add.rule(lambda g, ans, a, b: g,
@@ -226,41 +216,36 @@ fmatmul.rule(lambda g, ans, a, b: fmatmul(g, _mT(b)),
 LN2 = np.int32(bits.LN2).view(np.float32)      # float32(ln 2), the constant of the approx rules
 TWO = np.float32(2)
 
-pam = Primitive("pam", _pa(ops.pam), elementwise=True)
+pam = Primitive("pam", ops.pam, elementwise=True)
 pam.rule(lambda g, ans, a, b: pam(g, b),
          lambda g, ans, a, b: pam(g, a), kinds=["approx"])
 pam.rule(lambda g, ans, a, b: pam(g, pam_slope(a, b)),
          lambda g, ans, a, b: pam(g, pam_slope(b, a)), kinds=["exact"])
 
-pad = Primitive("pad", _pa(ops.pad), elementwise=True)
+pad = Primitive("pad", ops.pad, elementwise=True)
 pad.rule(lambda g, ans, a, b: pad(g, b),
          lambda g, ans, a, b: neg(pad(pam(g, ans), b)), kinds=["approx"])
 pad.rule(lambda g, ans, a, b: pam(g, pad_slope_a(a, b)),
          lambda g, ans, a, b: pam(g, pad_slope_b(a, b)), kinds=["exact"])
 
-paexp2 = Primitive("paexp2", _pa(ops.paexp2))
+paexp2 = Primitive("paexp2", ops.paexp2)
 paexp2.rule(lambda g, ans, x: pam(g, pam(ans, LN2)), kinds=["approx"])
 paexp2.rule(lambda g, ans, x: pam(g, paexp2_slope(x)), kinds=["exact"])
 
-palog2 = Primitive("palog2", _pa(ops.palog2))
+palog2 = Primitive("palog2", ops.palog2)
 palog2.rule(lambda g, ans, x: pad(g, pam(x, LN2)), kinds=["approx"])
 palog2.rule(lambda g, ans, x: pam(g, palog2_slope(x)), kinds=["exact"])
 
-pasqrt = Primitive("pasqrt", _pa(ops.pasqrt))
+pasqrt = Primitive("pasqrt", ops.pasqrt)
 pasqrt.rule(lambda g, ans, x: pad(g, pam(ans, TWO)), kinds=["approx"])
 pasqrt.rule(lambda g, ans, x: pam(g, pasqrt_slope(x)), kinds=["exact"])
 
 
-def _pam_matmul_exact_vjp(g, ans, a, b, needs):
-    """dA[i,k] = sum_j g[i,j] ⊙ slope(a[i,k], b[k,j]), and dB likewise: one pass gives both.
-
-    The exact slope depends on both operands (the mantissa carry), so these are
-    not plain GEMMs of g with one operand; pafree.ops computes them directly.
-    """
-    return ops.pam_matmul_exact_grads(a, b, g)
-
-
+# dA[i,k] = sum_j g[i,j] ⊙ slope(a[i,k], b[k,j]), and dB likewise, in one pass: the exact
+# slope depends on both operands (the mantissa carry), so these are not plain GEMMs of g
+pam_matmul_exact_grads = Primitive("pam_matmul_exact_grads", ops.pam_matmul_exact_grads)
 pam_matmul = Primitive("pam_matmul", ops.pam_matmul)
 pam_matmul.rule(lambda g, ans, a, b: pam_matmul(g, b, transpose_b=True),
                 lambda g, ans, a, b: pam_matmul(a, g, transpose_a=True), kinds=["approx"])
-pam_matmul.joint_rule(_pam_matmul_exact_vjp, kinds=["exact"])
+pam_matmul.joint_rule(lambda g, ans, a, b, needs: pam_matmul_exact_grads(a, b, g),
+                      kinds=["exact"])

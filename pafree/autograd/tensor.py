@@ -30,7 +30,7 @@ class Tensor:
         self._node = None             # the tape node that produced this tensor (None: a leaf)
 
     # --- inspection ---------------------------------------------------------------
-    shape = property(lambda self: self.data.shape)
+    shape = property(lambda self: tuple(self.data.shape))
     ndim = property(lambda self: self.data.ndim)
     size = property(lambda self: self.data.size)
     dtype = property(lambda self: self.data.dtype)
