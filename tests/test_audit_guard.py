@@ -209,3 +209,18 @@ def test_tensor_arithmetic_is_checked_inside_not_at_the_operator():
     with config.mode("standard"), recording(instrument=True) as rec:
         x * 0.5
     assert any(f.where.startswith("pafree/ops/standard.py") for f in rec.findings.values())
+
+
+def test_primitive_counts_follow_the_work_done():
+    from pafree.audit.step import Audit
+    m, k, n = 3, 5, 4
+    rng = np.random.default_rng(1)
+    x = Tensor(rng.normal(size=(m, k)).astype(np.float32), requires_grad=True)
+    w = Tensor(rng.normal(size=(k, n)).astype(np.float32), requires_grad=True)
+    with config.mode("pa"), Audit() as audit:
+        audit.run(lambda: (x @ w).sum().backward())
+    rec = audit.recorder
+    assert not rec.findings
+    # forward x @ w, backward g @ w.T and x.T @ g: three GEMMs of m*k*n multiply-accumulates
+    assert rec.primitives["pam_matmul"] == [3, 3 * m * k * n]
+    assert rec.float_adds >= 3 * m * k * n + (m * n - 1)     # the GEMMs' adds and the sum's

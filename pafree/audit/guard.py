@@ -200,16 +200,19 @@ DATA_MOVEMENT = frozenset(("reshape", "transpose", "getitem", "concatenate", "st
                            "zeros", "ones_like", "copy"))
 
 
-def _elements(name, args, out):
-    """(elements, float adds) of one primitive call: MACs for a matmul, else output size."""
+def _elements(name, args, params, out):
+    """(elements, float adds) of one primitive call: multiply-accumulates for a matmul
+    (each one PAM and one float add), else the output size."""
     if name == "scatter_add":                   # np.add.at(out, idx, values): in place
         size = int(np.size(args[2]))
         return size, size
-    first = out[0] if isinstance(out, tuple) else out
-    size = int(np.size(first))
-    if "matmul" in name:
-        macs = size * int(np.shape(args[0])[-1])
+    if name == "pam_matmul_exact_grads":        # (a, b, dy) -> dy @ b.T and a.T @ dy
+        macs = 2 * int(np.size(out[0])) * int(np.shape(args[1])[-1])
         return macs, macs
+    size = int(np.size(out[0] if isinstance(out, tuple) else out))
+    if "matmul" in name:
+        inner = np.shape(args[0])[-2 if params.get("transpose_a") else -1]
+        return size * int(inner), size * int(inner)
     if name in ("add", "sub"):
         return size, size
     if name == "sum":
@@ -250,7 +253,7 @@ def counting():
             finally:
                 recorder.in_primitive -= 1
             if name not in DATA_MOVEMENT:
-                elements, adds = _elements(name, args, out)
+                elements, adds = _elements(name, args, params, out)
                 recorder.count(name, elements)
                 recorder.float_adds += adds
             return guarded(out)
