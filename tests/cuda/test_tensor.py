@@ -6,6 +6,11 @@ arrays of the simulator too (they lack ``__cuda_array_interface__``),
 ``Tensor.shape`` is a plain tuple (the simulator's shapes refuse negative
 indices) and every function of ``pafree.ops.cuda.BACKEND`` becomes the
 "cuda" kernel of its primitive.
+
+Bit-exact here because every reduction is sequential on both backends at
+these sizes: numpy's np.sum adds a contiguous axis of 8 or more elements in
+an unrolled pairwise order, the device kernel always in index order (then
+the two agree within the summation-order bound, see test_kernels.py).
 """
 import numpy as np
 import pytest
