@@ -42,7 +42,10 @@ def is_device_array(x):
 
 def backend_of(args):
     """"cuda" if any argument is a device array, else "cpu"."""
-    return "cuda" if any(is_device_array(a) for a in args) else "cpu"
+    for a in args:
+        if not isinstance(a, np.ndarray) and is_device_array(a):
+            return "cuda"
+    return "cpu"
 
 
 def use_cuda():

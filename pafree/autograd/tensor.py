@@ -8,6 +8,8 @@ def _as_array(data):
     """Floats become float32; integer and bool arrays stay as they are (ids, targets, masks)."""
     if isinstance(data, Tensor):
         return data.data
+    if isinstance(data, np.ndarray) and data.dtype == np.float32:
+        return data
     if registry.is_device_array(data):
         return data                                   # a device array: kept as is
     arr = np.asanyarray(data)                         # keeps ndarray subclasses (the audit's)
