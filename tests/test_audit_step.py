@@ -76,3 +76,20 @@ def test_text_and_json_reports(digits_report):
 def test_cli_usage_error_exits_2(capsys):
     assert main(["audit", "--task", "nonsense"]) == 2
     assert "unknown task" in capsys.readouterr().err
+
+
+def test_ptx_findings_fail_the_verdict(monkeypatch):
+    from collections import Counter
+
+    from pafree.audit import ptx
+    from pafree.audit.step import Audit
+    monkeypatch.setattr(ptx, "audit_kernels", lambda: [
+        ("pam", Counter({"mul.rn.f32": 2}), Counter({"mul.lo.s32": 1})),
+        ("pad", Counter(), Counter())])
+    with Audit() as audit:
+        pass
+    report = audit.report(ptx=True)
+    assert not report.ok
+    assert [(f.op, f.where, f.count) for f in report.findings] == [
+        ("PTX mul.rn.f32", "CUDA kernel pam", 2)]
+    assert [k.name for k in report.kernels] == ["cuda:pam", "cuda:pad"]

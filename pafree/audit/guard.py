@@ -9,8 +9,8 @@ follows the data through numpy code wherever it is written (numpy's own Python
 functions included). A float operation outside the allowed set (float add,
 subtract, negate, abs, compare, min/max, floor/ceil, sign copy) is recorded
 with the innermost place outside numpy. Numba kernels accept the subclass as a
-plain array; the arrays they allocate are guarded again by the audit at the
-pafree.ops and autograd-primitive boundaries (see step.py).
+plain array; the arrays they allocate are guarded again at the pafree.ops and
+autograd-primitive boundaries, where ``counting`` also counts the work done.
 
 It cannot see arrays the code converts back to a plain ndarray (``np.asarray``)
 nor Python and numpy scalars: the scalar layer covers those in project code.
@@ -46,6 +46,7 @@ MULTIPLYING_MODULES = ("numpy.linalg", "numpy.fft")
 def multiplying_function(func):
     """True for numpy functions that multiply float data (linear algebra, FFT included)."""
     return func in MULTIPLYING_FUNCTIONS or getattr(func, "__module__", None) in MULTIPLYING_MODULES
+
 
 _recorder = None      # the active Recorder, or None when no audit runs
 _depth = 0            # > 0 while inside an already-recorded numpy function

@@ -53,6 +53,7 @@ _INPLACE = {"*": operator.imul, "/": operator.itruediv, "//": operator.ifloordiv
 _JIT_DECORATORS = {"jit", "njit", "cpu_kernel", "register_jitable", "vectorize", "guvectorize",
                    "stencil", "overload", "overload_method", "intrinsic", "cfunc"}
 
+
 def _round_ndigits(x, ndigits=None):
     """round(x, n) scales by a power of ten: rewritten code calls this so it is checked."""
     return round(x, ndigits)
@@ -287,8 +288,9 @@ def _rewritten_codes(filename):
     pairs = {}
     # both trees hold the same functions in the same order: the rewriting adds none
     for old_code, new_code in zip(_code_tree(original), _code_tree(new)):
-        pairs.setdefault((old_code.co_qualname, old_code.co_firstlineno), []).append(
-            (old_code, new_code))
+        key = (old_code.co_qualname, old_code.co_firstlineno)
+        if key == (new_code.co_qualname, new_code.co_firstlineno):
+            pairs.setdefault(key, []).append((old_code, new_code))
     _CACHE[filename] = (mtime, pairs)
     return pairs
 
