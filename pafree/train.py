@@ -20,6 +20,8 @@ no float multiply, divide, square root, exp or log. Logging and metrics (mean
 loss of a logging interval, accuracy, BLEU) are reporting, outside that step.
 """
 import argparse
+import importlib
+import inspect
 import json
 import math
 import os
@@ -66,20 +68,24 @@ def resolve_settings(task="digits", mode="pa", seed=0, optimizer=None, **overrid
     with config.mode(mode, **components) as modes:   # validates the component values
         pass
     hparams = dict(get_task(task).defaults)
-    unknown = sorted(set(overrides) - set(hparams))
+    valid = set(hparams) | set(task_parameters(task))
+    unknown = sorted(set(overrides) - valid)
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown} for task {task!r}; "
-                         f"valid: {', '.join(sorted(hparams))}")
+                         f"valid: {', '.join(sorted(valid))}")
     hparams.update({k: v for k, v in overrides.items()})
     return {"task": task, "mode": mode, "seed": seed, "components": modes, "hparams": hparams}
 
 
-def task_options(name, hparams):
-    """The hyper-parameters the task's constructor takes (e.g. digits' patch_size)."""
-    import importlib
-    import inspect
+def task_parameters(name):
+    """The names of the task constructor's options (e.g. digits' patch_size, shift)."""
     module, cls = TASKS[name]
-    accepted = inspect.signature(getattr(importlib.import_module(module), cls)).parameters
+    return inspect.signature(getattr(importlib.import_module(module), cls)).parameters
+
+
+def task_options(name, hparams):
+    """The settings that go to the task's constructor."""
+    accepted = task_parameters(name)
     return {k: v for k, v in hparams.items() if k in accepted}
 
 
