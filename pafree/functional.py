@@ -96,7 +96,9 @@ def div(a, b, derivative=None): return _arith("other", derivative).div(a, b)
 def exp(x, derivative=None): return _arith("other", derivative).exp(x)
 def log(x, derivative=None): return _arith("other", derivative).log(x)
 def sqrt(x, derivative=None): return _arith("other", derivative).sqrt(x)
-def pow(x, p, derivative=None): return _arith("other", derivative).pow(x, p)
+def pow(x, p, derivative=None):
+    """x ** p = exp2(p ⊙ log2 x), for x > 0 (as papow); use mul(x, x) for squares of any sign."""
+    return _arith("other", derivative).pow(x, p)
 
 
 def matmul(a, b, derivative=None):
