@@ -257,7 +257,9 @@ def test_palog_error_grows_with_range(x):
     assert low - slack <= error <= max(0.0, ln) / 8 + slack
 
 
-# ---- exact slopes against finite differences inside a linear piece -------------------------
+# ---- exact slopes against finite differences ---------------------------------------------
+# Inside a linear piece [lo, hi] the slope at lo (the slope of its right segment) is the
+# difference quotient; at a breakpoint it is the right-hand quotient.
 
 def step_in_piece(x, steps):
     """x moved by ``steps`` ulps (bit patterns), or None if that leaves x's binade."""
@@ -279,7 +281,9 @@ def test_pam_slope_is_finite_difference(a, b, steps):
     a1 = step_in_piece(a, steps)
     assume(a1 is not None)
     assume((mantissa(a) + mantissa(b) >= 1 << 23) == (mantissa(a1) + mantissa(b) >= 1 << 23))
-    assert finite_difference(lambda v: ops.pam(v, b), a, a1) == Fraction(float(ops.pam_slope(a, b)))
+    left = min(a, a1)                              # its right segment spans [a, a1]
+    assert finite_difference(lambda v: ops.pam(v, b), a, a1) == \
+        Fraction(float(ops.pam_slope(left, b)))
 
 
 @given(a=normals(-30, 30), b=normals(-30, 30), steps=st.integers(1, 5000), wrt_b=st.booleans())
@@ -287,11 +291,44 @@ def test_pad_slopes_are_finite_differences(a, b, steps, wrt_b):
     a1, b1 = (a, step_in_piece(b, steps)) if wrt_b else (step_in_piece(a, steps), b)
     assume(a1 is not None and b1 is not None)
     assume((mantissa(a) < mantissa(b)) == (mantissa(a1) < mantissa(b1)))
-    slope = ops.pad_slope(a, b)[1 if wrt_b else 0]
+    slope = ops.pad_slope(min(a, a1), min(b, b1))[1 if wrt_b else 0]   # the left end's right segment
     if wrt_b:
         assert finite_difference(lambda v: ops.pad(a, v), b, b1) == Fraction(float(slope))
     else:
         assert finite_difference(lambda v: ops.pad(v, b), a, a1) == Fraction(float(slope))
+
+
+def with_mantissa(sign, exponent, mantissa_field):
+    return float(as_floats((-(1 << 31) if sign else 0) | (exponent + 127) << 23 | mantissa_field))
+
+
+def right_quotient(f, x):
+    """Right-hand difference quotient of f at x over one float step toward +inf (exact)."""
+    x1 = float(np.nextafter(np.float32(x), np.float32(np.inf)))
+    return finite_difference(f, x, x1)
+
+
+breakpoint_parts = st.tuples(st.booleans(), st.integers(-30, 30), st.booleans(),
+                             st.booleans(), st.integers(-30, 30), st.integers(0, (1 << 23) - 1))
+
+
+@given(parts=breakpoint_parts)
+def test_slopes_at_breakpoints_are_right_hand_quotients(parts):
+    """At a breakpoint (carry/borrow flips, or a power of two), every slope is the one of the
+    segment to the right, negative operands included (SPEC section 4)."""
+    on_carry, e_var, negative_var, negative_other, e_other, m_other = parts
+    other = with_mantissa(negative_other, e_other, m_other)
+    # the variable sits where M_var + M_other = 1 (PAM's carry) / M_var = M_other (PAD's
+    # borrow), or at a power of two
+    carry = (1 << 23) - m_other if on_carry and m_other else 0
+    borrow = m_other if on_carry else 0
+    x = with_mantissa(negative_var, e_var, carry)
+    assert right_quotient(lambda v: ops.pam(v, other), x) == Fraction(float(ops.pam_slope(x, other)))
+    x = with_mantissa(negative_var, e_var, borrow)
+    assert right_quotient(lambda v: ops.pad(v, other), x) == \
+        Fraction(float(ops.pad_slope(x, other)[0]))
+    assert right_quotient(lambda v: ops.pad(other, v), x) == \
+        Fraction(float(ops.pad_slope(other, x)[1]))
 
 
 @given(x=st.floats(-126.0, 127.0, width=32), steps=st.integers(1, 5000))
