@@ -143,7 +143,7 @@ def _pa_slopes(fn, arrays, g, i):
     return left, right, noise
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if n != "dropout"])
+@pytest.mark.parametrize("name", CASES)
 def test_pa_exact_gradient_is_the_slope_of_the_pa_forward(name):
     fn, _, arrays = CASES[name]
     g = _weights(fn, arrays)
@@ -224,7 +224,7 @@ def test_pa_primitive_approx_gradient_within_documented_error(name):
 COMPOSITE_APPROX_BOUND = 0.25
 
 
-@pytest.mark.parametrize("name", [n for n in CASES])
+@pytest.mark.parametrize("name", CASES)
 def test_pa_approx_gradient_close_to_float_derivative(name):
     fn, ref, arrays = CASES[name]
     g = _weights(fn, arrays)
