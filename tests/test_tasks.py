@@ -281,3 +281,22 @@ def test_metrics():
     assert bleu(["dog"], ["the cat sat on the mat"]) < 1.0
     with pytest.raises(ValueError):
         exact_match(["a"], [])
+
+
+def test_addition_prompt_parse_and_decode(addition):
+    a, b = addition.parse(" 123 + 45 =")
+    assert (a, b) == (123, 45)
+    tokens, positions, new_positions = addition.prompts([a], [b])
+    assert addition.vocab.decode(tokens[0]) == list("123+45=")
+    assert positions[0].tolist() == [0, 3, 2, 1, 0, 2, 1, 1]      # by hand, see module doc
+    assert new_positions.tolist() == [2, 3, 4, 5, 6]
+    plain = get_task("addition", position_coupling=False)
+    assert plain.prompts([a], [b])[2].tolist() == [8, 9, 10, 11, 12]
+    for bad in ("12-3", "1+2+3", "abc", "+5", "1" * 9 + "+1"):
+        with pytest.raises(ValueError, match="got"):
+            addition.parse(bad)
+    with pytest.raises(ValueError, match="equal digit counts"):
+        addition.prompts([1, 10], [1, 1])
+    answer = addition.vocab.encode("861") + [EOS, PAD]
+    assert addition.decode_answer(answer) == "168"
+    assert addition.decode_answer(addition.vocab.encode("861")) is None

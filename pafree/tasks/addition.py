@@ -149,15 +149,43 @@ class AdditionTask:
                 yield self.make_batch(pairs, np.zeros(len(pairs), np.int64))
 
     def prompts(self, a, b):
-        """Prompt ids/positions (N, 2L+3) for operands of one length L, and the positions
-        of the L + 2 tokens to generate (answer digits and EOS), shape (L + 2,)."""
+        """Prompt ids/positions (N, Tp) for operand pairs whose digit counts are the same
+        in every row, and the positions of the tokens to generate (answer digits and EOS,
+        longest sum + 1 of them), shape (n_new,)."""
+        shapes = {(len(str(int(x))), len(str(int(y)))) for x, y in zip(a, b)}
+        if len(shapes) != 1:
+            raise ValueError(f"one prompt batch needs equal digit counts, got {sorted(shapes)}")
+        (la, lb), = shapes
+        n_prompt = la + lb + 3                      # BOS a + b =
         seqs = [self.sequence(int(x), int(y)) for x, y in zip(a, b)]
-        n_prompt = 2 * len(str(a[0])) + 3
         tokens = np.array([t[:n_prompt] for t, _ in seqs], np.int64)
         positions = np.array([p[:n_prompt] for _, p in seqs], np.int64)
-        k = np.arange(len(str(a[0])) + 2)
+        k = np.arange(max(la, lb) + 2)
         new_positions = 2 + k if self.coupled else n_prompt + k
         return tokens, positions, new_positions
+
+    def parse(self, text):
+        """'123+45' -> (123, 45); anything else raises ValueError saying what is expected."""
+        parts = "".join(text.split()).removesuffix("=").split("+")
+        if len(parts) != 2 or not all(p.isdigit() and p.isascii() for p in parts):
+            raise ValueError(f"expected an addition such as '123+45' (two non-negative "
+                             f"integers), got {text!r}")
+        a, b = int(parts[0]), int(parts[1])
+        if max(len(str(a)), len(str(b))) > self.eval_digits:
+            raise ValueError(f"operands have at most {self.eval_digits} digits here "
+                             f"(the position table's limit), got {text!r}")
+        return a, b
+
+    def decode_answer(self, generated):
+        """The sum as a string from generated ids (reversed digits up to EOS), or None if
+        the model did not produce digits followed by EOS."""
+        ids = [int(i) for i in generated]
+        if EOS not in ids:
+            return None
+        digits = self.vocab.decode(ids)
+        if not digits or not all(d.isdigit() for d in digits):
+            return None
+        return "".join(digits)[::-1]
 
     def evaluate(self, generate, split, limit=None):
         """``generate(prompt_tokens (N, Tp), prompt_positions (N, Tp), new_positions (n,))
@@ -170,9 +198,8 @@ class AdditionTask:
             a, b = a[:limit], b[:limit]
             tokens, positions, new_positions = self.prompts(a, b)
             generated = np.asarray(generate(tokens, positions, new_positions))
-            refs = [self.vocab.encode(str(x + y)[::-1]) + [EOS] for x, y in zip(a, b)]
             out[f"exact_match_len{L}"] = float(np.mean(
-                [list(g[:len(r)]) == r for g, r in zip(generated, refs)]))
+                [self.decode_answer(g) == str(x + y) for g, x, y in zip(generated, a, b)]))
         out["exact_match"] = float(np.mean(
             [out[f"exact_match_len{L}"] for L in range(1, self.train_digits + 1)]))
         return out
