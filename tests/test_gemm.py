@@ -143,12 +143,15 @@ def test_powers_of_two_equal_float_matmul():
     ((7,), (7, 4)),
     ((5, 7), (7,)),
     ((7,), (7,)),
+    ((3, 3, 5, 33), (3, 1, 33, 70)),      # >= 8 small products: packed inside their tasks
+    ((12, 9, 300), (300, 5)),
 ])
-def test_batched_broadcasting_matches_loop(shape_a, shape_b):
+@pytest.mark.parametrize("kind", ["masked", "edge"])
+def test_batched_broadcasting_matches_loop(shape_a, shape_b, kind):
     rng = np.random.default_rng(len(shape_a) * 10 + len(shape_b))
-    a, b = data(shape_a, "masked", rng), data(shape_b, "masked", rng)
+    a, b = data(shape_a, kind, rng), data(shape_b, kind, rng)
     got = pam_matmul(a, b)
-    expect_shape = np.matmul(a, b).shape
+    expect_shape = np.matmul(np.ones_like(a), np.ones_like(b)).shape
     a2 = a if a.ndim > 1 else a[None, :]
     b2 = b if b.ndim > 1 else b[:, None]
     batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
@@ -266,7 +269,7 @@ def test_no_float_multiply_in_gemm_kernels():
     """Recompile each GEMM kernel uncached (cached code cannot be inspected) and scan its asm."""
     rng = np.random.default_rng(15)
     a, b, dy = data((9, 300), "edge", rng), data((300, 70), "edge", rng), data((9, 70), "fast", rng)
-    names = ("pack_a", "pack_b", "pam_gemm_packed", "exact_grad_a", "exact_grad_b")
+    names = ("pack", "pam_gemm_packed", "pam_gemm_batched", "exact_grad_a", "exact_grad_b")
     fresh = {}
     for name in names:
         kernel = getattr(gemm, name)

@@ -30,6 +30,7 @@ commutativity makes the same sums in the same order.
 """
 import threading
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import carray, prange, types
@@ -43,6 +44,7 @@ MR = 4          # rows of a register tile
 NR = 64         # columns of a register tile (4 zmm vectors of int32/float32)
 KC = 256        # K chunk: one chunk of a B panel (eb + key) is 128 KiB, in L2
 MC = 16         # micro-panels of A per task (64 rows)
+L2_BYTES = 1 << 19  # a batch element whose packed operands fit here is packed inside its task
 THR_BASE = bits.ONE + bits.MIN_NORMAL - 1   # 0x3FFFFFFF: valid iff |b| > THR_BASE - |a|
 INT_MAX = 0x7FFFFFFF
 INT_MIN = -0x80000000
@@ -82,81 +84,87 @@ def encode_b(v):
     return mag, np.int32(mag if mag >= bits.MIN_NORMAL else INT_MIN)
 
 
-@cpu_kernel(parallel=True)
-def pack_a(x, packed, bound):
-    """x: (nb, M, K) int32 bits (any strides) -> packed (nb, M/MR, 2, MR, K): bits, threshold.
+@register_jitable
+def pack_a_panel(x, ip, packed, bound):
+    """Rows ip*MR.. of x (M, K) -> packed (2, MR, K): bits, threshold; bound[kc] = (min, max) |a|.
 
-    bound[z, ip, kc] = (min, max) magnitude of the block; padding rows (1.0)
-    are left out of the bounds: their products are never stored.
+    Padding rows (1.0) are left out of the bounds: their products are never stored.
     """
-    nb, m, k_total = x.shape
-    n_ip = packed.shape[1]
+    m, k_total = x.shape
+    i0 = ip * MR
+    ni = min(MR, m - i0)
     pad_mag, pad_thr = encode_a(bits.ONE)
-    for t in prange(nb * n_ip):
-        z = t // n_ip
-        ip = t - z * n_ip
-        i0 = ip * MR
-        ni = min(MR, m - i0)
-        a_bits = packed[z, ip, 0]
-        a_thr = packed[z, ip, 1]
-        for kc in range(bound.shape[2]):
-            k0 = kc * KC
-            k1 = min(k0 + KC, k_total)
-            lo = np.int32(INT_MAX)
-            hi = np.int32(0)
-            for r in range(ni):
-                src = x[z, i0 + r, k0:k1]
-                dst_bits = a_bits[r, k0:k1]
-                dst_thr = a_thr[r, k0:k1]
-                for k in range(k1 - k0):
-                    v = src[k]
-                    mag, thr = encode_a(v)
-                    dst_bits[k] = v
-                    dst_thr[k] = thr
-                    lo = min(lo, mag)
-                    hi = max(hi, mag)
-            for r in range(ni, MR):
-                for k in range(k0, k1):
-                    a_bits[r, k] = bits.ONE
-                    a_thr[r, k] = pad_thr
-            bound[z, ip, kc, 0] = lo
-            bound[z, ip, kc, 1] = hi
+    for kc in range(bound.shape[0]):
+        k0 = kc * KC
+        k1 = min(k0 + KC, k_total)
+        lo = np.int32(INT_MAX)
+        hi = np.int32(0)
+        for r in range(ni):
+            src = x[i0 + r, k0:k1]
+            dst_bits = packed[0, r, k0:k1]
+            dst_thr = packed[1, r, k0:k1]
+            for k in range(k1 - k0):
+                v = src[k]
+                mag, thr = encode_a(v)
+                dst_bits[k] = v
+                dst_thr[k] = thr
+                lo = min(lo, mag)
+                hi = max(hi, mag)
+        for r in range(ni, MR):
+            for k in range(k0, k1):
+                packed[0, r, k] = bits.ONE
+                packed[1, r, k] = pad_thr
+        bound[kc, 0] = lo
+        bound[kc, 1] = hi
+
+
+@register_jitable
+def pack_b_panel(y, jp, packed, bound):
+    """Columns jp*NR.. of y (K, N) -> packed (2, K, NR): bits - ONE, key; bound[kc] = (min, max) |b|.
+
+    Padding columns (1.0) are left out of the bounds.
+    """
+    k_total, n = y.shape
+    j0 = jp * NR
+    nj = min(NR, n - j0)
+    pad_mag, pad_key = encode_b(bits.ONE)
+    for kc in range(bound.shape[0]):
+        lo = np.int32(INT_MAX)
+        hi = np.int32(0)
+        for k in range(kc * KC, min(kc * KC + KC, k_total)):
+            src = y[k, j0:j0 + nj]
+            eb = packed[0, k]
+            key = packed[1, k]
+            for j in range(nj):
+                v = src[j]
+                mag, kj = encode_b(v)
+                eb[j] = np.int32(v - bits.ONE)      # wraps: the sign rides along
+                key[j] = kj
+                lo = min(lo, mag)
+                hi = max(hi, mag)
+            for j in range(nj, NR):
+                eb[j] = 0
+                key[j] = pad_key
+        bound[kc, 0] = lo
+        bound[kc, 1] = hi
 
 
 @cpu_kernel(parallel=True)
-def pack_b(y, packed, bound):
-    """y: (nb, K, N) int32 bits (any strides) -> packed (nb, N/NR, 2, K, NR): bits - ONE, key.
+def pack(x, y, pa, a_bound, pb, b_bound):
+    """Pack the stacks x (nbA, M, K) and y (nbB, K, N), int32 bits with any strides.
 
-    bound[z, jp, kc] = (min, max) magnitude of the block; padding columns (1.0)
-    are left out of the bounds.
+    pa (nbA, M/MR, 2, MR, K) and pb (nbB, N/NR, 2, K, NR), bounds per K chunk.
     """
-    nb, k_total, n = y.shape
-    n_jp = packed.shape[1]
-    pad_mag, pad_key = encode_b(bits.ONE)
-    for t in prange(nb * n_jp):
-        z = t // n_jp
-        jp = t - z * n_jp
-        j0 = jp * NR
-        nj = min(NR, n - j0)
-        for kc in range(bound.shape[2]):
-            lo = np.int32(INT_MAX)
-            hi = np.int32(0)
-            for k in range(kc * KC, min(kc * KC + KC, k_total)):
-                src = y[z, k, j0:j0 + nj]
-                eb = packed[z, jp, 0, k]
-                key = packed[z, jp, 1, k]
-                for j in range(nj):
-                    v = src[j]
-                    mag, kj = encode_b(v)
-                    eb[j] = np.int32(v - bits.ONE)      # wraps: the sign rides along
-                    key[j] = kj
-                    lo = min(lo, mag)
-                    hi = max(hi, mag)
-                for j in range(nj, NR):
-                    eb[j] = 0
-                    key[j] = pad_key
-            bound[z, jp, kc, 0] = lo
-            bound[z, jp, kc, 1] = hi
+    n_a = x.shape[0] * pa.shape[1]
+    for t in prange(n_a + y.shape[0] * pb.shape[1]):
+        if t < n_a:
+            z = t // pa.shape[1]
+            ip = t - z * pa.shape[1]
+            pack_a_panel(x[z], ip, pa[z, ip], a_bound[z, ip])
+        else:
+            z = (t - n_a) // pb.shape[1]
+            jp = t - n_a - z * pb.shape[1]
+            pack_b_panel(y[z], jp, pb[z, jp], b_bound[z, jp])
 
 
 # ---------------------------------------------------------- register tiles
@@ -241,56 +249,84 @@ def tile_kind(a_bound, b_bound):
     return 1
 
 
+@register_jitable
+def gemm_block(pa, a_bound, pb, b_bound, ib, jp, m, n, out, base0, rs, cs):
+    """Rows block ib (MC micro-panels) times column panel jp of one product, into out.
+
+    pa (M/MR, 2, MR, K), pb (N/NR, 2, K, NR) packed; out is flat, the product's
+    C[0, 0] at base0, rows rs and columns cs apart. A tile whose place is not
+    MR full contiguous rows of NR (edges, a transposed out) is accumulated in
+    a scratch tile and copied.
+    """
+    n_ip = pa.shape[0]
+    k_total = pa.shape[3]
+    j0 = jp * NR
+    nj = min(NR, n - j0)
+    scratch = carray(_stack_tile(), (MR * NR,))
+    for kc in range(a_bound.shape[1]):
+        k0 = kc * KC
+        k1 = min(k0 + KC, k_total)
+        for ip in range(ib * MC, min(ib * MC + MC, n_ip)):
+            i0 = ip * MR
+            ni = min(MR, m - i0)
+            base = base0 + i0 * rs + j0 * cs
+            direct = ni == MR and nj == NR and cs == 1
+            dst, dst_base, dst_rs = (out, base, rs) if direct else (scratch, 0, NR)
+            if not direct and kc > 0:
+                for r in range(ni):
+                    for j in range(nj):
+                        scratch[r * NR + j] = out[base + r * rs + j * cs]
+            kind = tile_kind(a_bound[ip, kc], b_bound[jp, kc])
+            if kind == 0:
+                tile_fast(dst, dst_base, dst_rs, kc == 0, pa[ip], pb[jp], k0, k1)
+            elif kind == 1:
+                tile_masked(dst, dst_base, dst_rs, kc == 0, pa[ip], pb[jp], k0, k1)
+            else:
+                tile_exact(dst, dst_base, dst_rs, kc == 0, pa[ip], pb[jp], k0, k1)
+            if not direct:
+                for r in range(ni):
+                    for j in range(nj):
+                        out[base + r * rs + j * cs] = scratch[r * NR + j]
+
+
 @cpu_kernel(parallel=True)
 def pam_gemm_packed(pa, a_bound, pb, b_bound, a_index, b_index, m, n, out, out_strides):
-    """C[z] = A[a_index[z]] ⊙@ B[b_index[z]] from packed operands.
+    """C[z] = A[a_index[z]] ⊙@ B[b_index[z]] from operands packed by ``pack``.
 
     out is a flat float32 array; out_strides (batch, row, column) in elements,
     so a transposed or batched destination needs no second specialisation.
-    A tile whose place in out is not MR full contiguous rows of NR (edges, a
-    transposed out) is accumulated in a scratch tile and copied.
+    Tasks are (z, row block, column panel).
     """
-    nb = a_index.shape[0]
-    n_ip = pa.shape[1]
+    n_ib = (pa.shape[1] + MC - 1) // MC
     n_jp = pb.shape[1]
-    k_total = pa.shape[4]
-    n_kc = a_bound.shape[2]
-    n_ib = (n_ip + MC - 1) // MC
     zs, rs, cs = out_strides
-    for t in prange(nb * n_ib * n_jp):
-        jp = t % n_jp
+    for t in prange(a_index.shape[0] * n_ib * n_jp):
+        z = t // (n_ib * n_jp)
         ib = (t // n_jp) % n_ib
-        z = t // (n_jp * n_ib)
+        jp = t % n_jp
         za = a_index[z]
         zb = b_index[z]
-        panel_b = pb[zb, jp]
-        j0 = jp * NR
-        nj = min(NR, n - j0)
-        scratch = carray(_stack_tile(), (MR * NR,))
-        for kc in range(n_kc):
-            k0 = kc * KC
-            k1 = min(k0 + KC, k_total)
-            for ip in range(ib * MC, min(ib * MC + MC, n_ip)):
-                i0 = ip * MR
-                ni = min(MR, m - i0)
-                base = z * zs + i0 * rs + j0 * cs
-                direct = ni == MR and nj == NR and cs == 1
-                dst, dst_base, dst_rs = (out, base, rs) if direct else (scratch, 0, NR)
-                if not direct and kc > 0:
-                    for r in range(ni):
-                        for j in range(nj):
-                            scratch[r * NR + j] = out[base + r * rs + j * cs]
-                kind = tile_kind(a_bound[za, ip, kc], b_bound[zb, jp, kc])
-                if kind == 0:
-                    tile_fast(dst, dst_base, dst_rs, kc == 0, pa[za, ip], panel_b, k0, k1)
-                elif kind == 1:
-                    tile_masked(dst, dst_base, dst_rs, kc == 0, pa[za, ip], panel_b, k0, k1)
-                else:
-                    tile_exact(dst, dst_base, dst_rs, kc == 0, pa[za, ip], panel_b, k0, k1)
-                if not direct:
-                    for r in range(ni):
-                        for j in range(nj):
-                            out[base + r * rs + j * cs] = scratch[r * NR + j]
+        gemm_block(pa[za], a_bound[za], pb[zb], b_bound[zb], ib, jp, m, n, out, z * zs, rs, cs)
+
+
+@cpu_kernel(parallel=True)
+def pam_gemm_batched(x, y, a_index, b_index, pa, a_bound, pb, b_bound, out, out_strides):
+    """Many small products: one task per z packs its operands into the thread's
+    own buffers (pa[thread] (M/MR, 2, MR, K), ...) while they fit in L2 and
+    multiplies them at once, one parallel launch in all."""
+    zs, rs, cs = out_strides
+    m, n = x.shape[1], y.shape[2]
+    n_ip = pa.shape[1]
+    n_jp = pb.shape[1]
+    for z in prange(a_index.shape[0]):
+        me = numba.get_thread_id()
+        for ip in range(n_ip):
+            pack_a_panel(x[a_index[z]], ip, pa[me, ip], a_bound[me, ip])
+        for jp in range(n_jp):
+            pack_b_panel(y[b_index[z]], jp, pb[me, jp], b_bound[me, jp])
+        for ib in range((n_ip + MC - 1) // MC):
+            for jp in range(n_jp):
+                gemm_block(pa[me], a_bound[me], pb[me], b_bound[me], ib, jp, m, n, out, z * zs, rs, cs)
 
 
 # ------------------------------------------------- exact-derivative GEMMs
@@ -404,15 +440,21 @@ def _gemm(x, y, x_index, y_index, out, out_strides):
     """out[z] = x[x_index[z]] ⊙@ y[y_index[z]] for int32 stacks x (.., M, K), y (.., K, N)."""
     m, k = x.shape[1:]
     n = y.shape[2]
-    n_kc = (k + KC - 1) // KC
-    pa = _buffer("a", (x.shape[0], (m + MR - 1) // MR, 2, MR, k))
-    pb = _buffer("b", (y.shape[0], (n + NR - 1) // NR, 2, k, NR))
-    a_bound = _buffer("a_bound", (x.shape[0], pa.shape[1], n_kc, 2))
-    b_bound = _buffer("b_bound", (y.shape[0], pb.shape[1], n_kc, 2))
-    pack_a(x, pa, a_bound)
-    pack_b(y, pb, b_bound)
-    pam_gemm_packed(pa, a_bound, pb, b_bound, x_index, y_index, m, n, out,
-                    out_strides)
+    n_ip, n_jp, n_kc = (m + MR - 1) // MR, (n + NR - 1) // NR, (k + KC - 1) // KC
+    if x_index.size >= 4 * numba.get_num_threads() and (m * k + k * n) * 8 <= L2_BYTES:
+        slots = numba.config.NUMBA_NUM_THREADS        # one workspace per possible thread id
+        pa = _buffer("a", (slots, n_ip, 2, MR, k))
+        pb = _buffer("b", (slots, n_jp, 2, k, NR))
+        a_bound = _buffer("a_bound", (slots, n_ip, n_kc, 2))
+        b_bound = _buffer("b_bound", (slots, n_jp, n_kc, 2))
+        pam_gemm_batched(x, y, x_index, y_index, pa, a_bound, pb, b_bound, out, out_strides)
+        return
+    pa = _buffer("a", (x.shape[0], n_ip, 2, MR, k))
+    pb = _buffer("b", (y.shape[0], n_jp, 2, k, NR))
+    a_bound = _buffer("a_bound", (x.shape[0], n_ip, n_kc, 2))
+    b_bound = _buffer("b_bound", (y.shape[0], n_jp, n_kc, 2))
+    pack(x, y, pa, a_bound, pb, b_bound)
+    pam_gemm_packed(pa, a_bound, pb, b_bound, x_index, y_index, m, n, out, out_strides)
 
 
 def pam_matmul(a, b, transpose_a=False, transpose_b=False):
