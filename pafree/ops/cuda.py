@@ -777,8 +777,8 @@ def pam_matmul_exact_grads(a, b, dy):
 BACKEND = {
     # PA primitives and their exact slopes
     "pam": pam, "pad": pad, "paexp2": paexp2, "palog2": palog2, "pasqrt": pasqrt,
-    "pam_matmul": pam_matmul, "pam_slope": pam_slope,
-    "pad_slope_a": partial(binary, "pad_slope_a"), "pad_slope_b": partial(binary, "pad_slope_b"),
+    "pam_matmul": pam_matmul, "pam_matmul_exact_grads": pam_matmul_exact_grads,
+    "pam_slope": pam_slope, "pad_slope_a": partial(binary, "pad_slope_a"), "pad_slope_b": partial(binary, "pad_slope_b"),
     "paexp2_slope": paexp2_slope, "palog2_slope": palog2_slope, "pasqrt_slope": pasqrt_slope,
     # shared primitives: float add/sub, compares, copies
     "add": add, "sub": sub, "neg": neg, "relu": relu, "where": where, "nonnegative": nonnegative,
