@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pafree import optim  # noqa: E402
+from pafree.figures import save  # noqa: E402
 
 LR, MIN_LR, TOTAL, WARMUP = 1e-3, 1e-5, 3000, 200
 
@@ -26,8 +27,6 @@ def true_lr(t):
 
 
 def make(out_dir):
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     steps = np.arange(TOTAL + 100)
     pa_sched = optim.make_schedule("cosine", LR, TOTAL, WARMUP, MIN_LR, mode="pa")
     pa = np.array([pa_sched(int(t)) for t in steps], np.float64)
@@ -50,19 +49,14 @@ def make(out_dir):
     ax.set(xlabel="step", ylabel="(PA - true) / peak lr  [%]",
            title="schedule error (mostly the PAM by the lr)")
     ax = axes[2]
-    p = q / 2 ** 24
-    ax.plot(p, factor_pa - factor_true, color="C0", lw=1)
+    ax.plot(q / 2 ** 24, factor_pa - factor_true, color="C0", lw=1)
     ax.axhline(0, color="black", lw=0.5)
     ax.set(xlabel="progress p", ylabel="PA factor - (1 + cos πp)/2",
            title="cosine factor error (64 PA segments)")
     fig.tight_layout()
-    paths = [out_dir / "schedule.png", out_dir / "schedule.pdf", out_dir / "schedule.npz"]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1])
-    plt.close(fig)
-    np.savez(paths[2], steps=steps, lr_pa=pa, lr_true=true, progress=p,
-             factor_pa=factor_pa, factor_true=factor_true,
-             config=np.array([LR, MIN_LR, TOTAL, WARMUP]))
+    paths = save(fig, out_dir, "schedule", dict(
+        steps=steps, lr_pa=pa, lr_true=true, progress=q / 2 ** 24, factor_pa=factor_pa,
+        factor_true=factor_true, lr=LR, min_lr=MIN_LR, total=TOTAL, warmup=WARMUP))
     print(f"schedule: max |PA - true| = {np.max(np.abs(pa - true)) / LR:.2%} of the peak lr; "
           f"cosine factor error in [{np.min(factor_pa - factor_true):.5f}, "
           f"{np.max(factor_pa - factor_true):.5f}]")

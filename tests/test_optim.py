@@ -352,3 +352,18 @@ def test_fused_pa_adamw_equals_composition_of_ops():
         assert np.array_equal(got.view(np.int32), want.view(np.int32))
     with pytest.raises(ValueError, match="contiguous"):
         optim.PAMath.adamw_update(p.T, g.T, m.T, v.T, *consts)
+
+
+def test_schedule_figure(tmp_path):
+    from pafree import figures
+    paths = figures.load_script(figures.FIGURES_DIR / "fig_schedule.py").make(tmp_path)
+    assert [p.name for p in paths] == ["schedule.png", "schedule.pdf", "schedule.npz"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with np.load(paths[2]) as d:
+        lr, min_lr, total, warmup = (d[k].item() for k in ("lr", "min_lr", "total", "warmup"))
+        want = [true_schedule("cosine", lr, total, warmup, min_lr, int(t)) for t in d["steps"]]
+        np.testing.assert_allclose(d["lr_true"], want, rtol=1e-12)
+        err = d["lr_pa"] - d["lr_true"]
+        assert err.max() <= 0.0020 * lr and err.min() >= -lr / 9          # documented bounds
+        assert -0.00016 <= (d["factor_pa"] - d["factor_true"]).min()
+        assert (d["factor_pa"] - d["factor_true"]).max() <= 0.0020
