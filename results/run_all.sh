@@ -19,6 +19,6 @@ for task in "$@"; do
     done
   done
 done | xargs -P 2 -L 1 sh -c '
-  out=runs/results/$0-$1-seed$2; task=$0; mode=$1; seed=$2; shift 3
+  out=runs/results/$0-$1-seed$2; task=$0; mode=$1; seed=$2; shift 2
   python -m pafree train --task $task --mode $mode --seed $seed --out $out --json "$@" > $out.log 2>&1 &&
     tail -n 1 $out.log >> runs/results/final.jsonl'
