@@ -32,7 +32,7 @@ DEFAULTS = {
     "position_coupling": True, "train_digits": 5, "eval_digits": 8,
     "d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 256, "dropout": 0.0,
     "norm": "pre", "activation": "relu", "label_smoothing": 0.0,
-    "steps": 3000, "batch_size": 64, "lr": 1e-3, "warmup": 100, "schedule": "cosine",
+    "steps": 1500, "batch_size": 64, "lr": 1e-3, "warmup": 100, "schedule": "cosine",
     "min_lr": 0.0, "weight_decay": 0.01, "betas": (0.9, 0.98), "eps": 1e-8, "clip": 1.0,
 }
 EVAL_SIZES = {"valid": 200, "test": 500}    # pairs per operand length (L = 1: all 100)

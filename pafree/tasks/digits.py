@@ -22,7 +22,7 @@ SIZES = {"valid": 180, "test": 360}         # train gets the remaining 1,257
 DEFAULTS = {
     "patch_size": 4, "shift": 1, "d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 128,
     "dropout": 0.1, "norm": "pre", "activation": "relu", "label_smoothing": 0.1,
-    "steps": 1500, "batch_size": 64, "lr": 2e-3, "warmup": 100, "schedule": "cosine",
+    "steps": 1500, "batch_size": 64, "lr": 5e-3, "warmup": 100, "schedule": "cosine",
     "min_lr": 0.0, "weight_decay": 0.05, "betas": (0.9, 0.999), "eps": 1e-8, "clip": 1.0,
 }
 

@@ -31,7 +31,7 @@ MAX_TOKENS = 11                     # longest morpheme sequence, either language
 DEFAULTS = {
     "d_model": 64, "n_heads": 4, "n_enc_layers": 2, "n_dec_layers": 2, "d_ff": 256,
     "dropout": 0.1, "norm": "pre", "activation": "relu", "label_smoothing": 0.1,
-    "steps": 3000, "batch_size": 64, "lr": 1e-3, "warmup": 200, "schedule": "cosine",
+    "steps": 1000, "batch_size": 64, "lr": 1e-3, "warmup": 100, "schedule": "cosine",
     "min_lr": 0.0, "weight_decay": 1e-4, "betas": (0.9, 0.98), "eps": 1e-8, "clip": 1.0,
     "beam": 5,
 }
