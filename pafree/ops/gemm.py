@@ -7,12 +7,15 @@ bit-identical to a naive scalar loop for any thread count (NaNs compare as
 NaN: which NaN bit pattern comes out of NaN + NaN is the hardware's choice).
 
 How it is fast (GotoBLAS structure, one integer add + one float add per term):
-- Both operands are packed once per call into reused buffers. A goes to
-  micro-panels of MR rows, per k: the bits and a threshold ``0x3FFFFFFF - |a|``;
-  B to panels of NR columns, per k: ``bits - ONE`` and a key ``|b|`` (zero and
-  subnormal B map to INT_MIN, zero A to an INT_MAX threshold). A product is a
-  normal number exactly when ``key_b > thr_a``, and its bits are then
-  ``bits_a + (bits_b - ONE)``: the carry-free add also produces the sign.
+- Both operands are packed once per call into per-thread buffers reused
+  between calls (O(M*K + K*N) int32, kept at the largest size seen). A goes
+  to micro-panels of MR rows: a plane of bits and a plane of thresholds
+  ``0x3FFFFFFF - |a|``; B to panels of NR columns: a plane of ``bits - ONE``
+  and a plane of keys ``|b|`` (zero and subnormal B map to INT_MIN, zero A to
+  an INT_MAX threshold). A product is a normal number exactly when
+  ``key_b > thr_a``, and its bits are then ``bits_a + (bits_b - ONE)``: the
+  carry-free add also produces the sign. The fast loop reads only the bits
+  planes.
 - Packing records each block's smallest and largest magnitude. Per MR x NR
   tile and K chunk the kernel picks one of three loops: *fast* when the
   bounds prove every product is a normal number (add the bits, add the
@@ -24,9 +27,18 @@ How it is fast (GotoBLAS structure, one integer add + one float add per term):
   registers, loaded from and stored to the output once per K chunk; tile
   edges go through a scratch tile, so no shape needs padding by the caller.
 
+- Tasks are (batch element, 64-row block, NR-column panel); many small
+  products (attention heads) instead run one task per batch element that
+  packs its own operands into L2 and multiplies them: one parallel launch.
+
 Transposed operands (``transpose_a``/``transpose_b``) are read in place by the
 packing; a product with few columns is computed as (B^T A^T)^T, which PAM's
 commutativity makes the same sums in the same order.
+
+The exact-derivative GEMMs (``pam_matmul_exact_grads``) are plain vectorised
+loops over ``bits.pam_slope`` and ``bits.pam``: correct and thread-count
+independent, about 20x slower than the forward GEMM (the exact matmul
+derivative is the non-default kind; SPEC section 5).
 """
 import threading
 
@@ -42,7 +54,7 @@ from .jit import cpu_kernel
 
 MR = 4          # rows of a register tile
 NR = 64         # columns of a register tile (4 zmm vectors of int32/float32)
-KC = 256        # K chunk: one chunk of a B panel (eb + key) is 128 KiB, in L2
+KC = 256        # K chunk: a B panel's chunk (both planes) is 128 KiB, in L2
 MC = 16         # micro-panels of A per task (64 rows)
 L2_BYTES = 1 << 19  # a batch element whose packed operands fit here is packed inside its task
 THR_BASE = bits.ONE + bits.MIN_NORMAL - 1   # 0x3FFFFFFF: valid iff |b| > THR_BASE - |a|
