@@ -91,6 +91,19 @@ def test_matches_reference_on_random_and_special_bits(name):
     assert as_bits(PUBLIC[name](a.view(np.float32), b.view(np.float32))).tolist() == expected
 
 
+@pytest.mark.parametrize("name", UNARY + BINARY)
+def test_parallel_kernel_matches_serial(name):
+    """Arrays from PARALLEL_MIN elements run the prange kernel, smaller ones the serial one."""
+    from pafree.ops.cpu import PARALLEL_MIN
+    rng = np.random.default_rng(7)
+    x, y = rng.integers(-2**31, 2**31, (2, PARALLEL_MIN + 99)).astype(np.int32).view(np.float32)
+    args = (x,) if name in UNARY else (x, y)
+    whole = as_bits(PUBLIC[name](*args))
+    pieces = [as_bits(PUBLIC[name](*(a[i:i + 1000] for a in args)))
+              for i in range(0, x.size, 1000)]
+    np.testing.assert_array_equal(whole, np.concatenate(pieces))
+
+
 @pytest.mark.slow
 def test_exhaustive_palog2_paexp2_pasqrt():
     """All 2**32 bit patterns against the reference (minutes; benchmarks/exhaustive.py)."""

@@ -123,14 +123,17 @@ def compile_ops_kernels():
     from .. import ops
     from ..ops import cpu, gemm
     x = np.linspace(-3.0, 3.0, 12, dtype=np.float32).reshape(3, 4)
-    for name in cpu.UNARY:
-        cpu.unary(name, x)
-    for name in cpu.BINARY:
-        cpu.binary(name, x, x[::-1])
+    x_bits, out = x.reshape(-1).view(np.int32), np.empty(12, np.int32)
+    for kernel in (k for pair in cpu.UNARY.values() for k in pair):
+        kernel(x_bits, out)
+    for kernel in (k for pair in cpu.BINARY.values() for k in pair):
+        kernel(x_bits, x_bits[::-1].copy(), out)
     for transpose_a in (False, True):
         for transpose_b in (False, True):
             ops.pam_matmul(x.T if transpose_a else x, x if transpose_b else x.T,
                            transpose_a=transpose_a, transpose_b=transpose_b)
+    batch = np.stack([x] * (4 * numba.get_num_threads()))      # many small GEMMs: batched kernel
+    ops.pam_matmul(batch, batch.transpose(0, 2, 1))
     gemm.pam_matmul_exact_grads(x, x.T, np.ones((3, 3), np.float32))
 
 

@@ -1,31 +1,51 @@
-"""Numba CPU kernels: flat loops over int32 views that call the bit logic of bits.py."""
+"""Numba CPU kernels: flat loops over int32 views that call the bit logic of bits.py.
+
+Each op has a serial and a parallel (prange) kernel; arrays below PARALLEL_MIN
+elements take the serial one, where waking threads would cost more than the
+work (on a busy machine, milliseconds per call). The two are separate Python
+functions, so their disk-cache entries stay apart.
+"""
 import numpy as np
 from numba import prange
 
 from . import bits
 from .jit import cpu_kernel
 
+PARALLEL_MIN = 1 << 16
 
-def unary_kernel(fn, name):
+
+def unary_kernels(fn, name):
+    """(serial, parallel) kernels computing out[i] = fn(x[i])."""
+    @cpu_kernel(name=f"{name}_serial")
+    def serial(x, out):
+        for i in range(x.size):
+            out[i] = fn(x[i])
+
     @cpu_kernel(parallel=True, name=name)
-    def kernel(x, out):
+    def parallel(x, out):
         for i in prange(x.size):
             out[i] = fn(x[i])
-    return kernel
+    return serial, parallel
 
 
-def binary_kernel(fn, name):
+def binary_kernels(fn, name):
+    """(serial, parallel) kernels computing out[i] = fn(a[i], b[i])."""
+    @cpu_kernel(name=f"{name}_serial")
+    def serial(a, b, out):
+        for i in range(a.size):
+            out[i] = fn(a[i], b[i])
+
     @cpu_kernel(parallel=True, name=name)
-    def kernel(a, b, out):
+    def parallel(a, b, out):
         for i in prange(a.size):
             out[i] = fn(a[i], b[i])
-    return kernel
+    return serial, parallel
 
 
-UNARY = {name: unary_kernel(getattr(bits, name), name) for name in (
+UNARY = {name: unary_kernels(getattr(bits, name), name) for name in (
     "paexp2", "palog2", "pasqrt", "paexp", "palog",
     "paexp2_slope", "palog2_slope", "pasqrt_slope")}
-BINARY = {name: binary_kernel(getattr(bits, name), name) for name in (
+BINARY = {name: binary_kernels(getattr(bits, name), name) for name in (
     "pam", "pad", "papow", "pam_slope", "pad_slope_a", "pad_slope_b")}
 
 
@@ -49,7 +69,8 @@ def unary(name, x):
     x = float32_array(x, name)
     out = np.empty(x.shape, np.float32)
     if x.size:
-        UNARY[name](x.reshape(-1).view(np.int32), out.reshape(-1).view(np.int32))
+        kernel = UNARY[name][x.size >= PARALLEL_MIN]
+        kernel(x.reshape(-1).view(np.int32), out.reshape(-1).view(np.int32))
     return out
 
 
@@ -59,5 +80,6 @@ def binary(name, a, b):
     shape = np.broadcast_shapes(a.shape, b.shape)
     out = np.empty(shape, np.float32)
     if out.size:
-        BINARY[name](as_bits(a, shape), as_bits(b, shape), out.reshape(-1).view(np.int32))
+        kernel = BINARY[name][out.size >= PARALLEL_MIN]
+        kernel(as_bits(a, shape), as_bits(b, shape), out.reshape(-1).view(np.int32))
     return out
