@@ -200,10 +200,12 @@ def test_thread_count_does_not_change_bits():
     dy = data((260, 200), "fast", rng)
     before = numba.get_num_threads()
     try:
-        numba.set_num_threads(1)
-        one = [pam_matmul(a, b), *pam_matmul_exact_grads(a[:60, :70], b[:70, :50], dy[:60, :50])]
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        many = [pam_matmul(a, b), *pam_matmul_exact_grads(a[:60, :70], b[:70, :50], dy[:60, :50])]
+        runs = []
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(threads)
+            runs.append([pam_matmul(a, b), pam_matmul(a[:180, :64].reshape(9, 20, 64), b[:64]),
+                         *pam_matmul_exact_grads(a[:60, :70], b[:70, :50], dy[:60, :50])])
+        one, many = runs
     finally:
         numba.set_num_threads(before)
     for x, y in zip(one, many):
