@@ -10,7 +10,7 @@ mkdir -p runs/results
 for task in "$@"; do
   case $task in                          # the settings of the reported runs
     digits) args="--steps 1500 --lr 0.005 --set patch_size=4" ;;
-    numbers) args="--steps 1000" ;;
+    numbers) args="--steps 800" ;;
     addition) args="--steps 1500" ;;
   esac
   for seed in 0 1 2; do
