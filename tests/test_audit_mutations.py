@@ -44,17 +44,18 @@ def private_kernel_registry(monkeypatch):
     monkeypatch.setattr(jit, "KERNELS", dict(jit.KERNELS))
 
 
-def multiplying_pam_kernel():
+def multiplying_pam_kernels():
+    """A (serial, parallel) kernel pair, as pafree.ops.cpu.BINARY holds, that multiplies."""
     @jit.cpu_kernel(name="mutant_pam")
     def mutant_pam(a, b, out):
         x, y, z = a.view(np.float32), b.view(np.float32), out.view(np.float32)
         for i in range(x.size):
             z[i] = x[i] * y[i]          # MUTATION: a real float multiply inside a kernel
-    return mutant_pam
+    return mutant_pam, mutant_pam
 
 
 def test_kernel_multiply_fails_the_audit(capsys, monkeypatch, private_kernel_registry):
-    monkeypatch.setitem(cpu.BINARY, "pam", multiplying_pam_kernel())
+    monkeypatch.setitem(cpu.BINARY, "pam", multiplying_pam_kernels())
     status, findings = audit_findings(capsys)
     assert status == 1
     static = [f for f in findings if f["layer"] == "static"]

@@ -197,8 +197,8 @@ def guard_tree(root):
 
 
 # Primitives that only move, select or create data: not listed among the work done.
-DATA_MOVEMENT = frozenset(("reshape", "transpose", "getitem", "concatenate", "stack", "where",
-                           "zeros", "ones_like", "copy"))
+DATA_MOVEMENT = frozenset(("reshape", "transpose", "broadcast_to", "getitem", "concatenate",
+                           "split", "stack", "where", "zeros", "ones_like", "copy"))
 
 
 def _elements(name, args, params, out):
@@ -208,9 +208,10 @@ def _elements(name, args, params, out):
         size = int(np.size(args[2]))
         return size, size
     if name == "pam_matmul_exact_grads":        # (a, b, dy) -> dy @ b.T and a.T @ dy
-        macs = 2 * int(np.size(out[0])) * int(np.shape(args[1])[-1])
+        macs = 2 * int(out[0].size) * int(np.shape(args[1])[-1])
         return macs, macs
-    size = int(np.size(out[0] if isinstance(out, tuple) else out))
+    first = out[0] if isinstance(out, (tuple, list)) and out else out
+    size = int(getattr(first, "size", 0))
     if "matmul" in name:
         inner = np.shape(args[0])[-2 if params.get("transpose_a") else -1]
         return size * int(inner), size * int(inner)
