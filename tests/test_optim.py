@@ -270,7 +270,7 @@ def test_state_dict_resume_is_bit_identical(mode, make):
     buffer.seek(0)
     saved_params = [p.data.copy() for p in first]
 
-    resumed = [optim_param for optim_param in make_params(0)]   # different initial values
+    resumed = make_params(0)                  # other initial values, overwritten below
     for p, data in zip(resumed, saved_params):
         p.data[...] = data
     opt2 = make(resumed, schedule(), mode)
