@@ -105,7 +105,7 @@ def pack_a_panel(x, ip, packed, bound):
     m, k_total = x.shape
     i0 = ip * MR
     ni = min(MR, m - i0)
-    pad_mag, pad_thr = encode_a(bits.ONE)
+    pad_thr = encode_a(bits.ONE)[1]
     for kc in range(bound.shape[0]):
         k0 = kc * KC
         k1 = min(k0 + KC, k_total)
@@ -139,7 +139,7 @@ def pack_b_panel(y, jp, packed, bound):
     k_total, n = y.shape
     j0 = jp * NR
     nj = min(NR, n - j0)
-    pad_mag, pad_key = encode_b(bits.ONE)
+    pad_key = encode_b(bits.ONE)[1]
     for kc in range(bound.shape[0]):
         lo = np.int32(INT_MAX)
         hi = np.int32(0)
