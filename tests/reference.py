@@ -153,51 +153,39 @@ def papow(x, p):
 
 # ---- exact slopes (SPEC section 4) ------------------------------------------------------
 
-def right_segment(x):
-    """(E, M) at the midpoint of the segment just right of x (toward larger x), SPEC's rule at
-    breakpoints. Breakpoints lie on the float grid, the midpoint half an ulp off it, so the
-    carry/borrow tests evaluated there are never ties. Zero counts as M = 0."""
-    kind, s, e, m = decode(x)
-    half_ulp = Fraction(1, 1 << 24)
-    if kind == "zero" or not s:
-        return e, m + half_ulp
-    if m > 0:
-        return e, m - half_ulp
-    return e - 1, 1 - half_ulp                  # x = -2**E: the segment below, in the binade under
-
+# PAM and PAD: k is the forward op's own carry/borrow, computed from the decoded mantissas
+# exactly as in pam()/pad() above (a zero has M = 0), so both partials belong to the affine
+# piece the forward result lies on.
 
 def pam_slope(a, b):
-    """dY/dA = sign(B) 2**(E_B + k), k = [M_A + M_B >= 1] on the segment right of A."""
-    (ka, _, _, _), (kb, sb, eb, mb) = decode(a), decode(b)
+    """dY/dA = sign(B) 2**(E_B + k), k = [M_A + M_B >= 1]."""
+    (ka, _, _, ma), (kb, sb, eb, mb) = decode(a), decode(b)
     if "nan" in (ka, kb):
         return QNAN
     if kb == "zero":
         return signed(sb, 0)
-    _, ma = right_segment(a)
     return power_of_two(sb, eb + int(ma + mb >= 1))
 
 
 def pad_slope_a(a, b):
-    """dY/dA = sign(B) 2**(-E_B - k), k = [M_A < M_B] on the segment right of A."""
-    (ka, _, _, _), (kb, sb, eb, mb) = decode(a), decode(b)
+    """dY/dA = sign(B) 2**(-E_B - k), k = [M_A < M_B]."""
+    (ka, _, _, ma), (kb, sb, eb, mb) = decode(a), decode(b)
     if "nan" in (ka, kb):
         return QNAN
     if kb == "zero":
         return signed(sb, INF)
-    _, ma = right_segment(a)
     return power_of_two(sb, -eb - int(ma < mb))
 
 
 def pad_slope_b(a, b):
-    """dY/dB = -sign(A) 2**(E_A - 2 E_B - k), k = [M_A < M_B] on the segment right of B."""
-    (ka, sa, ea, ma), (kb, _, _, _) = decode(a), decode(b)
+    """dY/dB = -sign(A) 2**(E_A - 2 E_B - k), k = [M_A < M_B]."""
+    (ka, sa, ea, ma), (kb, _, eb, mb) = decode(a), decode(b)
     if "nan" in (ka, kb):
         return QNAN
     if ka == "zero":
         return signed(1 - sa, 0)
     if kb == "zero":
         return signed(1 - sa, INF)
-    eb, mb = right_segment(b)
     return power_of_two(1 - sa, ea - 2 * eb - int(ma < mb))
 
 

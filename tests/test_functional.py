@@ -158,9 +158,6 @@ def test_pa_exact_gradient_is_the_slope_of_the_pa_forward(name):
             assert np.all(err <= tol), f"{name} input {i}: {grads[i]} vs {right}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "exact slopes take the right segment per operand (ops commit 4ce7e13): at A = B, "
-    "d(A ⊘ B)/dA + d(A ⊘ B)/dB = 2^-E - 2^-(E+1) != 0, though A ⊘ A is flat"))
 def test_pa_exact_softmax_of_a_single_entry_row_is_flat():
     """A causal mask's first row keeps one entry: softmax is e ⊘ e = 1 whatever x is."""
     x = Tensor(normal(1, 3), requires_grad=True)

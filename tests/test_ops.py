@@ -271,8 +271,10 @@ def test_palog_error_grows_with_range(x):
 
 
 # ---- exact slopes against finite differences ---------------------------------------------
-# Inside a linear piece [lo, hi] the slope at lo (the slope of its right segment) is the
-# difference quotient; at a breakpoint it is the right-hand quotient.
+# PAM and PAD are affine on each piece of fixed exponents and carry/borrow k (jointly in A and
+# B), and their slopes use the forward's own k: every step that keeps the binades and k moves
+# the result by exactly dA * step_A + dB * step_B, from either end of the step. The one-operand
+# ops take the piece to the right of a breakpoint.
 
 def step_in_piece(x, steps):
     """x moved by ``steps`` ulps (bit patterns), or None if that leaves x's binade."""
@@ -285,6 +287,14 @@ def mantissa(x):
     return int(as_bits(np.float32(x))) & 0x7FFFFF
 
 
+def pam_carry(a, b):
+    return mantissa(a) + mantissa(b) >= 1 << 23
+
+
+def pad_borrow(a, b):
+    return mantissa(a) < mantissa(b)
+
+
 def finite_difference(f, x0, x1):
     return (Fraction(float(f(x1))) - Fraction(float(f(x0)))) / (Fraction(x1) - Fraction(x0))
 
@@ -292,56 +302,77 @@ def finite_difference(f, x0, x1):
 @given(a=normals(-30, 30), b=normals(-30, 30), steps=st.integers(1, 5000))
 def test_pam_slope_is_finite_difference(a, b, steps):
     a1 = step_in_piece(a, steps)
-    assume(a1 is not None)
-    assume((mantissa(a) + mantissa(b) >= 1 << 23) == (mantissa(a1) + mantissa(b) >= 1 << 23))
-    left = min(a, a1)                              # its right segment spans [a, a1]
-    assert finite_difference(lambda v: ops.pam(v, b), a, a1) == \
-        Fraction(float(ops.pam_slope(left, b)))
+    assume(a1 is not None and pam_carry(a, b) == pam_carry(a1, b))
+    quotient = finite_difference(lambda v: ops.pam(v, b), a, a1)
+    assert quotient == Fraction(float(ops.pam_slope(a, b))) == Fraction(float(ops.pam_slope(a1, b)))
 
 
 @given(a=normals(-30, 30), b=normals(-30, 30), steps=st.integers(1, 5000), wrt_b=st.booleans())
 def test_pad_slopes_are_finite_differences(a, b, steps, wrt_b):
     a1, b1 = (a, step_in_piece(b, steps)) if wrt_b else (step_in_piece(a, steps), b)
-    assume(a1 is not None and b1 is not None)
-    assume((mantissa(a) < mantissa(b)) == (mantissa(a1) < mantissa(b1)))
-    slope = ops.pad_slope(min(a, a1), min(b, b1))[1 if wrt_b else 0]   # the left end's right segment
+    assume(a1 is not None and b1 is not None and pad_borrow(a, b) == pad_borrow(a1, b1))
+    i = 1 if wrt_b else 0
     if wrt_b:
-        assert finite_difference(lambda v: ops.pad(a, v), b, b1) == Fraction(float(slope))
+        quotient = finite_difference(lambda v: ops.pad(a, v), b, b1)
     else:
-        assert finite_difference(lambda v: ops.pad(v, b), a, a1) == Fraction(float(slope))
+        quotient = finite_difference(lambda v: ops.pad(v, b), a, a1)
+    assert quotient == Fraction(float(ops.pad_slope(a, b)[i])) == \
+        Fraction(float(ops.pad_slope(a1, b1)[i]))
 
 
 def with_mantissa(sign, exponent, mantissa_field):
     return float(as_floats((-(1 << 31) if sign else 0) | (exponent + 127) << 23 | mantissa_field))
 
 
-def right_quotient(f, x):
-    """Right-hand difference quotient of f at x over one float step toward +inf (exact)."""
-    x1 = float(np.nextafter(np.float32(x), np.float32(np.inf)))
-    return finite_difference(f, x, x1)
+def joint_step_matches_slopes(op, slopes, a, b, steps_a, steps_b, same_piece):
+    """Move |A| and |B| up by steps_a and steps_b ulps; if that keeps the binades and
+    same_piece(a, b), the result moves by exactly dA * (A1 - A) + dB * (B1 - B)."""
+    a1, b1 = step_in_piece(a, steps_a), step_in_piece(b, steps_b)
+    assume(a1 is not None and b1 is not None and same_piece(a, b) == same_piece(a1, b1))
+    da, db = (Fraction(float(s)) for s in slopes(a, b))
+    change = Fraction(float(op(a1, b1))) - Fraction(float(op(a, b)))
+    assert change == da * (Fraction(a1) - Fraction(a)) + db * (Fraction(b1) - Fraction(b))
 
 
-breakpoint_parts = st.tuples(st.booleans(), st.integers(-30, 30), st.booleans(),
-                             st.booleans(), st.integers(-30, 30), st.integers(0, (1 << 23) - 1))
+breakpoint_parts = st.tuples(st.booleans(), st.booleans(), st.integers(-30, 30),
+                             st.integers(-30, 30), st.integers(0, (1 << 23) - 1))
 
 
-@given(parts=breakpoint_parts)
-def test_slopes_at_breakpoints_are_right_hand_quotients(parts):
-    """At a breakpoint (carry/borrow flips, or a power of two), every slope is the one of the
-    segment to the right, negative operands included (SPEC section 4)."""
-    on_carry, e_var, negative_var, negative_other, e_other, m_other = parts
-    other = with_mantissa(negative_other, e_other, m_other)
-    # the variable sits where M_var + M_other = 1 (PAM's carry) / M_var = M_other (PAD's
-    # borrow), or at a power of two
-    carry = (1 << 23) - m_other if on_carry and m_other else 0
-    borrow = m_other if on_carry else 0
-    x = with_mantissa(negative_var, e_var, carry)
-    assert right_quotient(lambda v: ops.pam(v, other), x) == Fraction(float(ops.pam_slope(x, other)))
-    x = with_mantissa(negative_var, e_var, borrow)
-    assert right_quotient(lambda v: ops.pad(v, other), x) == \
-        Fraction(float(ops.pad_slope(x, other)[0]))
-    assert right_quotient(lambda v: ops.pad(other, v), x) == \
-        Fraction(float(ops.pad_slope(other, x)[1]))
+@given(parts=breakpoint_parts, steps=st.tuples(st.integers(0, 3000), st.integers(0, 3000)))
+def test_pam_slopes_at_the_carry_follow_the_forward_piece(parts, steps):
+    """At M_A + M_B = 1 (or a power of two A) the forward carries (k = 1; a power of two:
+    k = 0): larger magnitudes stay on that piece, and the step along any such joint
+    direction is dA * step_A + dB * step_B."""
+    negative_a, negative_b, e_a, e_b, m_b = parts
+    a = with_mantissa(negative_a, e_a, (1 << 23) - m_b if m_b else 0)
+    b = with_mantissa(negative_b, e_b, m_b)
+    joint_step_matches_slopes(ops.pam, lambda u, v: (ops.pam_slope(u, v), ops.pam_slope(v, u)),
+                              a, b, *steps, pam_carry)
+
+
+@given(parts=breakpoint_parts, numerator_at_one=st.booleans(),
+       steps=st.integers(0, 3000), extra=st.integers(0, 3000))
+def test_pad_slopes_at_the_borrow_follow_the_forward_piece(parts, numerator_at_one, steps, extra):
+    """At M_A = M_B the forward does not borrow (k = 0): equal steps of |A| and |B| keep
+    M_A = M_B, a further step of |A| keeps M_A >= M_B. At M_A = 0 < M_B it borrows (k = 1):
+    a further step of |B| keeps M_A < M_B. Either way the result moves by
+    dA * step_A + dB * step_B."""
+    negative_a, negative_b, e_a, e_b, m_b = parts
+    a = with_mantissa(negative_a, e_a, 0 if numerator_at_one else m_b)
+    b = with_mantissa(negative_b, e_b, m_b)
+    borrow = pad_borrow(a, b)
+    steps_a, steps_b = (steps, steps + extra) if borrow else (steps + extra, steps)
+    joint_step_matches_slopes(ops.pad, ops.pad_slope, a, b, steps_a, steps_b, pad_borrow)
+
+
+@given(a=normals(-60, 60), steps=st.integers(1, 5000))
+def test_pad_partials_cancel_on_the_diagonal(a, steps):
+    """A ⊘ A = 1 for every A, so the derivative along (A, B) -> (A + t, B + t) at A = B is 0."""
+    da, db = ops.pad_slope(a, a)
+    assert da + db == 0 and ops.pad(a, a) == 1
+    a1 = step_in_piece(a, steps)
+    assume(a1 is not None)
+    assert ops.pad(a1, a1) == 1
 
 
 @given(x=st.floats(-126.0, 127.0, width=32), steps=st.integers(1, 5000))

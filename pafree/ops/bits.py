@@ -27,12 +27,17 @@ Semantics (SPEC sections 2-4), decisions worth knowing:
   x in [1/4, 4)); elsewhere the rounding costs up to half an ulp of E + M.
 - pasqrt is the exact bit trick ``(bits + ONE) >> 1``, i.e. paexp2 of the
   *unrounded* half-log: rounding palog2 first would only add error.
-- Exact slopes are signed powers of two computed from the exponent fields;
-  at a breakpoint they are the slope of the segment to the right (toward
-  larger values of the variable: for a negative operand, the side of smaller
-  magnitude), see ``right_of``. Where the forward op saturates (paexp2 at
-  +-128, exponents out of range) the slope saturates too (inf or 0). A zero
-  or subnormal operand counts as mantissa 0 when choosing the carry/borrow k.
+- Exact slopes are signed powers of two computed from the exponent fields.
+  PAM and PAD use the carry/borrow k of the forward op itself (SPEC section
+  4's table), so both partials are the gradient of the one affine piece the
+  forward result lies on: the chain rule then gives that piece's slope in
+  every direction (A ⊘ A is flat and its partials cancel). Choosing a side
+  per operand instead would mix two pieces. For positive operands the
+  forward's piece is the one to the right of a breakpoint. The one-operand
+  slopes (paexp2, palog2, pasqrt) take the segment to the right, which is
+  where their forward floor lands too. Where the forward op saturates
+  (paexp2 at +-128, exponents out of range) the slope saturates too (inf or
+  0). A zero or subnormal operand counts as mantissa 0 in k.
 
 The format is described by the constants below; a bfloat16 or float16 variant
 is the same code with other constants (exponent width, mantissa width, bias).
@@ -231,32 +236,33 @@ def pow2(sign, e):
 
 
 @register_jitable
-def right_of(x):
-    """Magnitude bits that choose the segment to the right of x (toward larger x).
+def pam_carry(a, b):
+    """k = [M_A + M_B >= 1], the mantissa carry of A ⊙ B (a zero/subnormal counts as M = 0)."""
+    mant_a = np.int32(a & MANT if (a & MAG) >= MIN_NORMAL else 0)
+    mant_b = np.int32(b & MANT if (b & MAG) >= MIN_NORMAL else 0)
+    return np.int32(1 if np.int32(mant_a + mant_b) >= MIN_NORMAL else 0)
 
-    The exact slopes are piecewise constant; at a breakpoint SPEC takes the
-    segment to the right. For x >= 0 that is the segment starting at x, whose
-    carry/borrow tests use x's own mantissa; for negative x it is the segment
-    toward zero, i.e. the one ending at the next float toward zero (magnitude
-    bits - 1), so the same tests run on that float's exponent and mantissa.
-    """
-    m = np.int32(x & MAG)
-    return np.int32(m - 1 if (x < 0) & (m >= MIN_NORMAL) else m)
+
+@register_jitable
+def pad_borrow(a, b):
+    """k = [M_A < M_B], the mantissa borrow of A ⊘ B (a zero/subnormal counts as M = 0)."""
+    mant_a = np.int32(a & MANT if (a & MAG) >= MIN_NORMAL else 0)
+    mant_b = np.int32(b & MANT if (b & MAG) >= MIN_NORMAL else 0)
+    return np.int32(1 if mant_a < mant_b else 0)
 
 
 @register_jitable
 def pam_slope(a, b):
     """Exact dY/dA of Y = A ⊙ B: sign(B) * 2**(E_B + k), k = [M_A + M_B >= 1].
 
-    On the segment to the right of A (``right_of``); signed zero when B is
-    zero; NaN when either operand is NaN. dY/dB is pam_slope(b, a).
+    k is the forward op's carry, so dY/dA and dY/dB = pam_slope(b, a) are the
+    gradient of the one affine piece that A ⊙ B lies on. Signed zero when B is
+    zero; NaN when either operand is NaN.
     """
     ma = np.int32(a & MAG)
     mb = np.int32(b & MAG)
     sign = np.int32(b & SIGN)
-    mant_a = np.int32(right_of(a) & MANT if ma >= MIN_NORMAL else 0)   # zero counts as M = 0
-    k = np.int32(1 if np.int32(mant_a + (mb & MANT)) >= MIN_NORMAL else 0)
-    r = pow2(sign, np.int32(exp_field(b) + k))
+    r = pow2(sign, np.int32(exp_field(b) + pam_carry(a, b)))
     r = np.int32(sign if mb < MIN_NORMAL else r)   # B is zero: Y is flat in A
     return np.int32(QNAN if max(ma, mb) > INF else r)
 
@@ -265,15 +271,13 @@ def pam_slope(a, b):
 def pad_slope_a(a, b):
     """Exact dY/dA of Y = A ⊘ B: sign(B) * 2**(-E_B - k), k = [M_A < M_B].
 
-    On the segment to the right of A (``right_of``); signed inf when B is
-    zero; NaN when either operand is NaN.
+    k is the forward op's borrow, shared with pad_slope_b: one affine piece.
+    Signed inf when B is zero; NaN when either operand is NaN.
     """
     ma = np.int32(a & MAG)
     mb = np.int32(b & MAG)
     sign = np.int32(b & SIGN)
-    mant_a = np.int32(right_of(a) & MANT if ma >= MIN_NORMAL else 0)   # zero counts as M = 0
-    k = np.int32(1 if mant_a < (mb & MANT) else 0)
-    r = pow2(sign, np.int32(2 * BIAS - np.int32(exp_field(b) + k)))
+    r = pow2(sign, np.int32(2 * BIAS - np.int32(exp_field(b) + pad_borrow(a, b))))
     r = np.int32(sign | INF if mb < MIN_NORMAL else r)
     return np.int32(QNAN if max(ma, mb) > INF else r)
 
@@ -282,17 +286,15 @@ def pad_slope_a(a, b):
 def pad_slope_b(a, b):
     """Exact dY/dB of Y = A ⊘ B: -sign(A) * 2**(E_A - 2 E_B - k), k = [M_A < M_B].
 
-    On the segment to the right of B (``right_of``: E_B and M_B of the next
-    float toward zero for negative B); the borrow there is k = [M_A <= M_B],
-    as M_B grows past M_A. Signed zero when A is zero, signed inf when B is
-    zero (A nonzero); NaN when either operand is NaN.
+    k is the forward op's borrow, shared with pad_slope_a: one affine piece
+    (at A = B the two partials cancel, as A ⊘ A = 1). Signed zero when A is
+    zero, signed inf when B is zero (A nonzero); NaN when either operand is NaN.
     """
     ma = np.int32(a & MAG)
     mb = np.int32(b & MAG)
     sign = np.int32((a & SIGN) ^ SIGN)
-    rb = right_of(b)
-    k = np.int32(1 if (ma & MANT) <= (rb & MANT) else 0)
-    e = np.int32(np.int32(exp_field(a) + 2 * BIAS) - np.int32(np.int32(2 * exp_field(rb)) + k))
+    k = pad_borrow(a, b)
+    e = np.int32(np.int32(exp_field(a) + 2 * BIAS) - np.int32(np.int32(2 * exp_field(b)) + k))
     r = pow2(sign, e)
     r = np.int32(sign | INF if mb < MIN_NORMAL else r)
     r = np.int32(sign if ma < MIN_NORMAL else r)   # A is zero: Y is flat in B
