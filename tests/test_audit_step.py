@@ -22,7 +22,7 @@ def assert_clean(report):
     assert report.primitives["pam_matmul"][1] > 0 and report.primitives["pam"][1] > 0
     assert report.float_adds >= report.primitives["pam_matmul"][1]    # one add per PAM in a GEMM
     assert report.kernels and all(k.forbidden == [] for k in report.kernels)
-    assert report.instrumented_functions > 100
+    assert report.instrumented_functions > 100 and report.guarded_arrays > 10
 
 
 def test_pa_step_is_clean_on_digits(digits_report):

@@ -77,6 +77,7 @@ class Report:
     float_adds: int
     kernels: list
     instrumented_functions: int
+    guarded_arrays: int
     notes: list = field(default_factory=list)
 
     @property
@@ -102,6 +103,8 @@ class Report:
         for kernel in self.kernels:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(kernel.counts.items()))
             lines.append(f"  {kernel.name:<24} {len(kernel.signatures)} signature(s): {counts}")
+        lines.append(f"Arrays guarded (parameters, optimizer state, inputs): "
+                     f"{self.guarded_arrays}")
         lines.append(f"Python functions instrumented for scalar arithmetic: "
                      f"{self.instrumented_functions}")
         for note in self.notes:

@@ -34,11 +34,15 @@ def _kernels_called(used):
             used[id(self)] = self
         return _DispatcherBase.__call__(self, *args, **kwargs)
 
+    own = Dispatcher.__dict__.get("__call__")     # None: inherited from the C base class
     Dispatcher.__call__ = call
     try:
         yield
     finally:
-        del Dispatcher.__call__
+        if own is None:
+            del Dispatcher.__call__
+        else:
+            Dispatcher.__call__ = own
 
 
 class Audit:
@@ -95,7 +99,8 @@ class Audit:
                       findings=sorted(rec.findings.values(), key=lambda f: (f.where, f.op)),
                       primitives={k: tuple(v) for k, v in sorted(rec.primitives.items())},
                       float_adds=rec.float_adds, kernels=kernels,
-                      instrumented_functions=len(self.instrumented.replaced), notes=notes)
+                      instrumented_functions=len(self.instrumented.replaced),
+                      guarded_arrays=self.guarded, notes=notes)
 
     def _scan(self, dispatcher):
         from ..ops.jit import KERNELS
