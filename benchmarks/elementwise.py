@@ -1,6 +1,6 @@
 """Time each PA elementwise op beside its float counterpart on 10 million float32 values.
 
-    python benchmarks/elementwise.py [--n 10000000] [--repeat 9]
+    python benchmarks/elementwise.py [--n 10000000] [--repeat 15] [--ops pam palog2 ...]
 
 Both sides go through their public entry points (``pafree.ops.pam(a, b)`` against
 ``np.multiply(a, b)``, each allocating its result) and are timed alternately in
@@ -66,17 +66,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--ops", nargs="+", default=[case[0] for case in CASES],
+                        choices=[case[0] for case in CASES])
     args = parser.parse_args(argv)
+    cases = [case for case in CASES if case[0] in args.ops]
     rng = np.random.default_rng(0)
     max_threads = numba.config.NUMBA_NUM_THREADS
-    data = {name: inputs(kind, count, args.n, rng) for name, _, _, count, kind in CASES}
+    data = {name: inputs(kind, count, args.n, rng) for name, _, _, count, kind in cases}
     print(f"{args.n:,} float32 elements, median of {args.repeat} runs")
     print(f"{'threads':>7} {'op':>7} {'PA ms':>8} {'float ms':>9} {'ratio':>6}")
     worst = 0.0
     with ThreadPoolExecutor(max_threads) as pool:
         for threads in sorted({1, max_threads}):
             numba.set_num_threads(threads)
-            for name, pa_op, float_op, _, _ in CASES:
+            for name, pa_op, float_op, _, _ in cases:
                 reference = float_op if threads == 1 else chunked(float_op, pool, threads)
                 t_pa, t_float = median_times(pa_op, reference, data[name], args.repeat)
                 worst = max(worst, t_pa / t_float)

@@ -2,7 +2,8 @@
 
 Every function here takes and returns int32 *values* (the bit patterns of
 float32 numbers, as signed integers) and uses only integer add, subtract,
-shift, mask, compare, min/max and select. They are plain Python (callable on
+shift, mask, compare, min/max and select, plus palog2's int32 -> float32
+conversion (``int_to_float``). They are plain Python (callable on
 Python ints for teaching and debugging; they then return numpy int32
 scalars) and ``register_jitable`` makes the same source callable from Numba
 CPU kernels and CUDA device functions alike.
@@ -22,9 +23,10 @@ Semantics (SPEC sections 2-4), decisions worth knowing:
   flush to zero, above it become inf.
 - Every NaN result is the canonical quiet NaN ``QNAN`` (0x7FC00000, positive).
 - palog2 rounds E + M (up to 31 significant bits) to the nearest float32,
-  ties to even, with the integer-only ``int_to_float`` so every backend gives
-  the same bits. It is exact while ``bits(x) - ONE`` fits in 24 bits (about
-  x in [1/4, 4)); elsewhere the rounding costs up to half an ulp of E + M.
+  ties to even, by the int32 -> float32 conversion, which IEEE 754 defines
+  identically on every backend. It is exact while ``bits(x) - ONE`` fits in
+  24 bits (about x in [1/4, 4)); elsewhere the rounding costs up to half an
+  ulp of E + M.
 - pasqrt is the exact bit trick ``(bits + ONE) >> 1``, i.e. paexp2 of the
   *unrounded* half-log: rounding palog2 first would only add error.
 - Exact slopes are signed powers of two computed from the exponent fields.
@@ -130,44 +132,16 @@ def paexp2(x):
 
 
 @register_jitable
-def floor_log2(u):
-    """floor(log2(u)) for 0 < u < 2**31 (0 for u = 0), shifts and adds only.
-
-    Smear the top bit down (u | u >> 1 | ...) and count the ones with the
-    SWAR popcount: constant shifts, so it vectorizes on 32-bit lanes.
-    """
-    for step in (1, 2, 4, 8, 16):
-        u = np.int32(u | (u >> step))
-    u = np.int32(u - ((u >> 1) & 0x55555555))
-    u = np.int32((u & 0x33333333) + ((u >> 2) & 0x33333333))
-    u = np.int32((u + (u >> 4)) & 0x0F0F0F0F)
-    u = np.int32(u + (u >> 8))
-    u = np.int32(u + (u >> 16))
-    return np.int32((u & 0x3F) - 1)
-
-
-@register_jitable
 def int_to_float(v, k):
     """Bits of float32(v) * 2**k for an integer |v| < 2**31, rounded to nearest even.
 
-    Integer-only (no int-to-float conversion instruction), so every backend
-    rounds identically; the 2**k is an exponent add (the caller keeps the
-    result normal, as palog2 does).
+    The conversion is the hardware's int32 -> float32 (x86 cvtdq2ps, CUDA
+    cvt.rn.f32.s32; NumPy's cast in plain Python): IEEE 754 rounds it to
+    nearest even on every backend, and it is a conversion, not a multiply.
+    The 2**k is an exponent add (the caller keeps the result normal).
     """
-    neg = np.int32(v >> 31)                   # -1 for negative v, else 0
-    u = np.int32(np.int32((v ^ neg) - neg) & MAG)   # |v| (the mask tells LLVM it is >= 0)
-    n = floor_log2(u)
-    # the significand 1.M scaled to 24 bits: shift u left, or right with rounding.
-    # Variable shifts go through the int32 ufuncs: the << operator would widen
-    # to int64, which LLVM cannot narrow back for a variable shift count.
-    left = max(np.int32(MANT_BITS - n), np.int32(0))
-    right = max(np.int32(n - MANT_BITS), np.int32(0))
-    half = np.int32(np.right_shift(np.left_shift(np.int32(1), right), np.int32(1)))
-    lsb = np.int32(np.right_shift(u, right) & 1)
-    nudge = np.int32(np.int32(half - 1 + lsb) if right > 0 else 0)  # ties go to the even q
-    q = np.right_shift(np.int32(np.left_shift(u, left) + nudge), right)  # 2**24 carries into the exponent
-    r = np.int32(np.int32((n + BIAS + k) << MANT_BITS) + np.int32(q - MIN_NORMAL))
-    return np.int32(0 if v == 0 else r | (neg & SIGN))
+    r = np.int32(np.float32(v).view(np.int32))
+    return np.int32(0 if v == 0 else np.int32(r + np.int32(k << MANT_BITS)))
 
 
 @register_jitable
