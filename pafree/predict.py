@@ -69,20 +69,11 @@ def add(run, sums):
     task = run.task
     lines = []
     for text in sums:
-        a, plus, b = text.replace(" ", "").partition("+")
-        if not (plus and a.isdigit() and b.isdigit()):
-            raise ValueError(f"{text!r} is not a sum of two non-negative integers like 123+45")
-        a, b = int(a), int(b)
-        tokens, positions = task.sequence(a, b)
-        n_prompt = len(str(a)) + len(str(b)) + 3          # BOS a + b =
-        n_new = max(len(str(a)), len(str(b))) + 2          # answer digits and EOS
-        k = np.arange(n_new)
-        new_positions = 2 + k if task.coupled else n_prompt + k
-        generated = run.model.generate(np.array([tokens[:n_prompt]]),
-                                       np.array([positions[:n_prompt]]), new_positions)[0]
-        digits = "".join(task.vocab.decode(generated.tolist()))
-        answer = digits[::-1] if digits.isdigit() else f"(not a number: {digits!r})"
-        lines.append(f"{a}+{b} = {answer} (true {a + b})")
+        a, b = task.parse(text)
+        generated = run.model.generate(*task.prompts([a], [b]))[0]
+        answer = task.decode_answer(generated)
+        shown = answer if answer is not None else "(no number: the model did not end a digit string)"
+        lines.append(f"{a}+{b} = {shown} (true {a + b})")
     return lines
 
 

@@ -1,11 +1,11 @@
-"""Mean (and min-max) over seeds of the final metrics in a final.jsonl of results/run_all.sh,
+"""Mean (min-max) over seeds of the final metrics in a final.jsonl of results/run_all.sh,
 as the markdown table of results/README_results.md."""
 import json
 import sys
 from collections import defaultdict
 
 KEYS = {"digits": ["test_accuracy"], "numbers": ["test_exact_match", "test_bleu"],
-        "addition": ["test_exact_match"] + [f"test_exact_match_len{n}" for n in range(1, 9)]}
+        "addition": ["test_exact_match"] + [f"test_exact_match_len{n}" for n in range(6, 9)]}
 MODES = ("standard", "pa-matmul", "pa")
 
 runs = defaultdict(list)
@@ -29,6 +29,7 @@ for task, keys in KEYS.items():
             values = [r[k] for r in rows]
             scale = 1 if k.endswith("bleu") else 100
             mean = sum(values) / len(values) * scale
-            cells.append(f"{mean:.1f} ({min(values) * scale:.1f}-{max(values) * scale:.1f})")
+            spread = f" ({min(values) * scale:.1f}-{max(values) * scale:.1f})" if len(values) > 1 else ""
+            cells.append(f"{mean:.1f}{spread}")
         minutes = sum(r["train_seconds"] for r in rows) / len(rows) / 60
         print(f"| {mode} | {len(rows)} | " + " | ".join(cells) + f" | {minutes:.1f} |")
