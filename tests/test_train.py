@@ -120,6 +120,13 @@ def test_bad_settings_list_the_valid_ones(kwargs, match):
         T.resolve_settings(**kwargs)
 
 
+def test_cli_default_is_the_digits_vit_fully_piecewise_affine():
+    args = cli.build_parser().parse_args(["train"])
+    assert (args.task, args.mode, args.optimizer) == ("digits", "pa", None)
+    settings = T.resolve_settings(args.task, args.mode)
+    assert set(settings["components"].values()) == {"pa-approx", "pa-exact", "pa"}
+
+
 def test_cli_rejects_unknown_values(capsys):
     for argv, valid in [(["train", "--task", "cifar"], "'addition', 'digits', 'numbers'"),
                         (["train", "--mode", "fast"], "'standard', 'pa-matmul', 'pa'"),
