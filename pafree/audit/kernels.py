@@ -13,15 +13,29 @@ float adds.
 What is scanned is the whole compiled module of each signature: the kernel,
 its Python wrapper and, for ``parallel=True`` kernels, the gufunc that holds
 the body of the ``prange`` loop (Numba links it into the same module).
-Numba will not show the IR of a kernel loaded from the on-disk cache, so such
-signatures are compiled again, uncached, with the kernel's own options: the
-same source under the same options gives the same code.
+The assembly scanned is the machine code that runs: the ELF object MCJIT
+loaded, disassembled by ``objdump`` (Numba's own assembly listing is a second
+code generation and differs from it in places). Where it comes from:
+
+- compiled in this process: the object Numba kept from the compile, with the
+  IR Numba reports;
+- loaded from the on-disk cache: the object stored in the cache entry, with
+  the optimised IR stored next to it. The entry is used only if that IR is
+  the IR of the loaded library, so the object scanned is the object loaded;
+- without objdump (or without the object): Numba's assembly listing; for a
+  signature from the cache that means an uncached recompile with the kernel's
+  own options (slow: tens of seconds for the parallel GEMM).
 """
+import pickletools
 import re
+import shutil
+import subprocess
+import tempfile
 from collections import Counter
 
 import numba
 import numpy as np
+from llvmlite import binding as llvm
 
 # libm-like names: an LLVM intrinsic (@llvm.sqrt.f32) or a C call (@sqrtf, @pow)
 _MATH = (r"sqrt|rsqrt|cbrt|exp|exp2|exp10|expm1|log|log2|log10|log1p|pow|powi|ldexp|"
@@ -41,11 +55,15 @@ ASM_FORBIDDEN = re.compile(
     rf"|v(?:rcp|rsqrt)(?:14|28){_FP}|vexp2(?:ps|pd)|vscalef{_FP}|vgetexp{_FP}"
     r"|vdpbf16ps|vdpphps|tdp\w+"                           # bf16/fp16 dot products, AMX
     r"|fi?(?:mul|div|divr)[psl]*|fsqrt|fyl2x|fyl2xp1|f2xm1|fscale|fsin|fcos|fsincos"
-    r"|fptan|fpatan|fprem1?)$")                            # x87
+    r"|fptan|fpatan|fprem1?"                               # x87
+    r"|\(bad\))$")                                          # bytes objdump cannot decode
 ASM_INT_MUL = re.compile(r"^(?:i?mul[bwlq]?|mulx[lq]?|v?pmul\w+|v?pmadd\w+|vpdp\w+|i?div[bwlq]?)$")
 ASM_FLOAT_ADD = re.compile(rf"^v?(?:add|sub){_FP}$")
 ASM_INT_ADD = re.compile(r"^(?:add[bwlq]?|sub[bwlq]?|inc[bwlq]?|dec[bwlq]?|adc[bwlq]?|v?padd\w+|v?psub\w+)$")
-ASM_INSTRUCTION = re.compile(r"^\s+([a-z][a-z0-9]*)\b", re.M)
+_PREFIX = r"(?:lock|rep\w*|data16|addr32|[c-gs]s|notrack|bnd|xacquire|xrelease|rex\S*|\{\w+\})"
+ASM_INSTRUCTION = re.compile(rf"^\s+(?:{_PREFIX}\s+)*([a-z][a-z0-9]*|\(bad\))", re.M)
+OBJDUMP = shutil.which("objdump")
+OBJDUMP_LINE = re.compile(r"^\s*[0-9a-f]+:\t(.+)$", re.M)    # "  1f:\tvaddps %ymm1,%ymm2,%ymm3"
 
 
 def scan_ir(ir):
@@ -87,14 +105,56 @@ def scan_asm(asm):
     return forbidden, counts
 
 
-def _inspectable(dispatcher):
-    """The dispatcher itself, or an uncached twin when some signature came from the disk cache."""
-    if not dispatcher.stats.cache_hits:
-        return dispatcher
+def disassemble(elf):
+    """Assembly text of the code sections of an ELF object (objdump, AT&T syntax), one
+    tab-indented instruction a line as ``scan_asm`` reads it."""
+    with tempfile.NamedTemporaryFile(suffix=".o") as file:
+        file.write(elf)
+        file.flush()
+        listing = subprocess.run([OBJDUMP, "-d", "-w", "--no-show-raw-insn", file.name],
+                                 capture_output=True, text=True, check=True).stdout
+    return "\n".join("\t" + instruction for instruction in OBJDUMP_LINE.findall(listing))
+
+
+def cached_object(dispatcher, signature):
+    """The ELF object a cache-loaded signature runs, read from its cache entry; None when
+    the entry is gone or is not the one loaded (its IR differs from the loaded library's)."""
+    cache, library = dispatcher._cache, dispatcher.overloads[signature].library
+    key = cache._index_key(signature, library.codegen)
+    name = cache._cache_file._load_index().get(key)
+    if name is None:
+        return None
+    with open(cache._cache_file._data_path(name), "rb") as file:
+        entry = file.read()
+    # the pickled entry holds the object and the IR it was built from as plain bytes:
+    # read them without unpickling (which would rebuild Numba objects)
+    blobs = [arg for _, arg, _ in pickletools.genops(entry) if isinstance(arg, bytes)]
+    objects = [b for b in blobs if b.startswith(b"\x7fELF")]
+    bitcodes = [b for b in blobs if b.startswith(b"BC\xc0\xde")]
+    if len(objects) != 1 or len(bitcodes) != 1:
+        return None
+    if str(llvm.parse_bitcode(bitcodes[0])) != str(library._shared_module):
+        return None
+    return objects[0]
+
+
+def _texts(dispatcher, signature):
+    """(source, [(label, text)]): the IR and the assembly scanned for one compiled signature."""
+    library = dispatcher.overloads[signature].library
+    if signature in dispatcher.stats.cache_hits:
+        elf, ir = cached_object(dispatcher, signature), str(library._shared_module)
+        source = "from cache"
+    else:
+        elf, ir = getattr(library, "_compiled_object", None), dispatcher.inspect_llvm(signature)
+        source = "compiled here"
+    if elf is not None and OBJDUMP:
+        return f"{source} (IR+object code)", [("IR", ir), ("object asm", disassemble(elf))]
+    if source == "compiled here":
+        return "compiled here (IR+asm)", [("IR", ir), ("asm", dispatcher.inspect_asm(signature))]
     twin = numba.jit(**dispatcher.targetoptions)(dispatcher.py_func)
-    for signature in dispatcher.signatures:
-        twin.compile(signature)
-    return twin
+    twin.compile(signature)
+    return "recompiled (IR+asm)", [("IR", twin.inspect_llvm(signature)),
+                                   ("asm", twin.inspect_asm(signature))]
 
 
 def scan_dispatcher(dispatcher):
@@ -103,15 +163,19 @@ def scan_dispatcher(dispatcher):
     Returns ``(counts, forbidden)``: ``counts`` maps an instruction class to
     its number over all signatures ("ir int add", "ir float add",
     "ir int mul/div", "asm int add", "asm float add", "asm int mul/div",
-    "forbidden"); ``forbidden`` lists each offending IR or assembly line,
-    prefixed with the signature and "IR:" or "asm:". Empty when clean.
+    "forbidden") and says where the text came from, as a number of signatures
+    under "sigs compiled here (IR+object code)", "sigs from cache (IR+object
+    code)", "sigs compiled here (IR+asm)" or "sigs recompiled (IR+asm)";
+    ``forbidden`` lists each offending IR or
+    assembly line, prefixed with the signature and "IR:", "asm:" or
+    "object asm:". Empty when clean.
     """
-    kernel = _inspectable(dispatcher)
     counts, forbidden = Counter(), []
-    for signature in kernel.signatures:
-        for label, text, scan in (("IR", kernel.inspect_llvm(signature), scan_ir),
-                                  ("asm", kernel.inspect_asm(signature), scan_asm)):
-            found, found_counts = scan(text)
+    for signature in dispatcher.signatures:
+        source, texts = _texts(dispatcher, signature)
+        counts[f"sigs {source}"] += 1
+        for label, text in texts:
+            found, found_counts = (scan_ir if label == "IR" else scan_asm)(text)
             counts.update(found_counts)
             forbidden += [f"{signature} {label}: {line}" for line in found]
     counts["forbidden"] = len(forbidden)
