@@ -6,13 +6,18 @@ every step with piecewise affine operations only: PAM, PAD, pasqrt, float add/su
 compare, and integer shift/subtract/compare on the step counter. The two arithmetics are
 two small tables (``StandardMath``, ``PAMath``); each optimizer is written once over them.
 AdamW's per-element update is one entry of each table: NumPy float math in the baseline,
-one fused serial Numba kernel over bits.py in PA (a single pass per parameter, its body
-the scalar function ``adamw_pa_element``; measured 0.43 ms vs 0.38 ms standard per step
-for 63k parameters in 40 arrays, one thread).
+one fused pass per parameter in PA: pafree.ops.adamw's scalar function
+``adamw_pa_element`` over bits.py, looped by a serial CPU Numba kernel or, for device
+arrays, by its CUDA kernel in pafree.ops.cuda (measured on the CPU: 0.43 ms vs 0.38 ms
+standard per step for 63k parameters in 40 arrays, one thread).
 The schedules differ in how the factor is evaluated, so they are two classes.
 
-Parameters are any objects with ``.data`` (float32 ndarray, updated in place) and
-``.grad`` (float32 ndarray, or None to skip the parameter).
+Parameters are any objects with ``.data`` (float32 array, updated in place) and
+``.grad`` (float32 array, or None to skip the parameter). In PA mode the arrays may be
+host ndarrays or CUDA device arrays (``Module.to("cuda")``): the element-wise work goes
+through pafree.autograd.registry's primitives, which pick the kernel by array type, and
+the optimizer state lives beside the parameters. The scalar bookkeeping (bias
+correction, step size, schedule) stays on the host; the float baseline is host only.
 
 PA choices and their measured errors (reproduce with ``figures/fig_schedule.py`` and
 ``tests/test_optim.py``):
@@ -40,11 +45,12 @@ import math
 
 import numpy as np
 
-from numba.extending import register_jitable
-
 from . import ops
+from .autograd import registry
 from .ops import bits
-from .ops.jit import cpu_kernel
+from .ops.adamw import adamw_pa_update
+
+P = registry.PRIMITIVES    # pam, pad, pasqrt, add, sub, sum, zeros: one kernel per backend
 
 MODES = ("standard", "pa")
 SCHEDULES = ("constant", "cosine", "linear")
@@ -56,8 +62,31 @@ def check_mode(mode):
 
 
 def scalar(x):
-    """x (a scalar, 0-d or one-element array) as a float32 scalar."""
+    """x (a scalar, 0-d or one-element array, on the host) as a float32 scalar."""
     return np.asarray(x, np.float32).reshape(())[()]
+
+
+on_device = registry.is_device_array
+
+
+def host(x):
+    """x as a host ndarray (one device-to-host copy for a device array)."""
+    return x.copy_to_host() if on_device(x) else x
+
+
+def assign(target, value):
+    """target[...] = value, in place, for host and device arrays alike."""
+    if on_device(target):
+        target.copy_to_device(value)
+    else:
+        target[...] = host(value)
+
+
+def check_backend(mode, arrays):
+    """The float baseline runs on the host only: its float multiplies have no device kernel."""
+    if mode == "standard" and any(on_device(x) for x in arrays):
+        raise ValueError("the standard (float baseline) optimizer runs on the CPU only; "
+                         "use mode 'pa' for device arrays")
 
 
 class StandardMath:
@@ -82,7 +111,7 @@ class StandardMath:
 
     @staticmethod
     def adamw_update(p, g, m, v, rate1, rate2, step_size, root_bias2, eps, decay):
-        """One AdamW update of p, m, v in place (see ``adamw_pa_update`` for the PA twin)."""
+        """One AdamW update of p, m, v in place (see ``pafree.ops.adamw`` for the PA twin)."""
         p -= decay * p
         m += rate1 * (g - m)
         v += rate2 * (g * g - v)
@@ -90,11 +119,12 @@ class StandardMath:
 
 
 class PAMath:
-    """Piecewise affine arithmetic: PAM, PAD, pasqrt."""
+    """Piecewise affine arithmetic: PAM, PAD, pasqrt (the registry's primitives, so device
+    arrays run the device kernels)."""
 
-    mul = staticmethod(ops.pam)
-    div = staticmethod(ops.pad)
-    sqrt = staticmethod(ops.pasqrt)
+    mul = staticmethod(P["pam"])
+    div = staticmethod(P["pad"])
+    sqrt = staticmethod(P["pasqrt"])
 
     @staticmethod
     def one_minus_power(beta, t, previous):
@@ -103,44 +133,16 @@ class PAMath:
 
     @staticmethod
     def adamw_update(p, g, m, v, *scalars):
-        """One fused pass over the parameter (one kernel call instead of about twelve)."""
+        """One fused pass over the parameter (one kernel call instead of about twelve):
+        pafree.ops.adamw's CPU loop, or its CUDA kernel for device arrays."""
+        if on_device(p):
+            from .ops import cuda
+            cuda.adamw_pa_update(p, g, m, v, *scalars)
+            return
         flat = [x.reshape(-1) for x in (p, g, m, v)]
         if not all(np.may_share_memory(x, y) for x, y in zip(flat, (p, g, m, v))):
             raise ValueError("AdamW(pa) needs contiguous parameter, gradient and state arrays")
         adamw_pa_update(*(np.asarray(x) for x in flat), *(np.float32(c) for c in scalars))
-
-
-@register_jitable
-def as_bits(x):
-    return np.float32(x).view(np.int32)
-
-
-@register_jitable
-def as_float(b):
-    return np.int32(b).view(np.float32)
-
-
-@register_jitable(inline="always")
-def adamw_pa_element(p, g, m, v, rate1, rate2, step_size, root_bias2, eps, decay):
-    """One element of the PA AdamW update -> new (p, m, v): the steps of
-    StandardMath.adamw_update with PAM, PAD and pasqrt from bits.py, float add/subtract
-    otherwise. Plain scalar code, so a CUDA kernel can wrap the same source. Inlined at
-    the IR level: as a called function returning a tuple it made the CPU loop 12x slower."""
-    x = p - as_float(bits.pam(as_bits(decay), as_bits(p)))
-    m = m + as_float(bits.pam(as_bits(rate1), as_bits(g - m)))
-    g2 = as_float(bits.pam(as_bits(g), as_bits(g)))
-    v = v + as_float(bits.pam(as_bits(rate2), as_bits(g2 - v)))
-    denom = as_float(bits.pad(bits.pasqrt(as_bits(v)), as_bits(root_bias2))) + eps
-    step = bits.pam(as_bits(step_size), bits.pad(as_bits(m), as_bits(denom)))
-    return x - as_float(step), m, v
-
-
-@cpu_kernel(name="adamw_pa_update")
-def adamw_pa_update(p, g, m, v, rate1, rate2, step_size, root_bias2, eps, decay):
-    """PA AdamW on flat float32 arrays, in place, one element at a time."""
-    for i in range(p.size):
-        p[i], m[i], v[i] = adamw_pa_element(p[i], g[i], m[i], v[i], rate1, rate2,
-                                            step_size, root_bias2, eps, decay)
 
 
 MATH = {"standard": StandardMath, "pa": PAMath}
@@ -149,14 +151,16 @@ MATH = {"standard": StandardMath, "pa": PAMath}
 class Optimizer:
     """Shared bookkeeping: parameters, learning rate (float or schedule), step counter, state.
 
-    ``self.state`` maps names to float32 arrays (0-d for scalars) updated in place;
-    ``state_dict()`` is that plus ``step_count``, all plain ndarrays, so it saves to .npz
-    without pickle and a resumed run continues bit for bit.
+    ``self.state`` maps names to float32 arrays (0-d for scalars) updated in place; the
+    per-parameter ones live where the parameter's data does (host or device), so build the
+    optimizer after moving the model. ``state_dict()`` is the state plus ``step_count``, all
+    host ndarrays, so it saves to .npz without pickle and a resumed run continues bit for bit.
     """
 
     def __init__(self, params, lr, mode):
         check_mode(mode)
         self.params = list(params)
+        check_backend(mode, [p.data for p in self.params])
         self.lr = lr
         self.mode = mode
         self.math = MATH[mode]
@@ -175,8 +179,12 @@ class Optimizer:
         self.update(self.current_lr())
         self.step_count += 1
 
+    def zeros_like(self, x):
+        """A float32 zero array on x's backend."""
+        return P["zeros"](tuple(x.shape), x)
+
     def state_dict(self):
-        out = {name: value.copy() for name, value in self.state.items()}
+        out = {name: host(value).copy() for name, value in self.state.items()}
         out["step_count"] = np.array(self.step_count, np.int64)
         return out
 
@@ -186,10 +194,10 @@ class Optimizer:
             raise ValueError(f"optimizer state mismatch: missing {sorted(expected - set(state))}, "
                              f"unexpected {sorted(set(state) - expected)}")
         for name, value in self.state.items():
-            if np.shape(state[name]) != value.shape:
+            if np.shape(state[name]) != tuple(value.shape):
                 raise ValueError(f"optimizer state {name!r}: shape {np.shape(state[name])}, "
-                                 f"expected {value.shape}")
-            value[...] = state[name]
+                                 f"expected {tuple(value.shape)}")
+            assign(value, np.asarray(state[name], np.float32))
         self.step_count = int(state["step_count"])
 
 
@@ -203,21 +211,21 @@ class SGD(Optimizer):
         self.weight_decay = np.float32(weight_decay)
         if momentum:
             for i, p in enumerate(self.params):
-                self.state[f"momentum.{i}"] = np.zeros_like(p.data, dtype=np.float32)
+                self.state[f"momentum.{i}"] = self.zeros_like(p.data)
 
     def update(self, lr):
-        mul = self.math.mul
+        mul, add = self.math.mul, P["add"]
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
             g = p.grad
             if self.weight_decay:
-                g = g + mul(self.weight_decay, p.data)
+                g = add(g, mul(self.weight_decay, p.data))
             if self.momentum:
                 buf = self.state[f"momentum.{i}"]
-                buf[...] = mul(self.momentum, buf) + g
+                assign(buf, add(mul(self.momentum, buf), g))
                 g = buf
-            p.data -= mul(lr, g)
+            assign(p.data, P["sub"](p.data, mul(lr, g)))
 
 
 class AdamW(Optimizer):
@@ -233,8 +241,8 @@ class AdamW(Optimizer):
         self.state["bias1"] = np.zeros((), np.float32)   # 1 - b1**t
         self.state["bias2"] = np.zeros((), np.float32)   # 1 - b2**t
         for i, p in enumerate(self.params):
-            self.state[f"m.{i}"] = np.zeros_like(p.data, dtype=np.float32)
-            self.state[f"v.{i}"] = np.zeros_like(p.data, dtype=np.float32)
+            self.state[f"m.{i}"] = self.zeros_like(p.data)
+            self.state[f"v.{i}"] = self.zeros_like(p.data)
 
     def update(self, lr):
         M = self.math
@@ -256,14 +264,18 @@ def clip_grad_norm(params, max_norm, mode="pa"):
 
     Returns the norm before clipping (a float). In PA mode the squares are PAMs, the root
     pasqrt and the scale a PAD, so norm and scale carry those errors (a clipped norm can
-    exceed max_norm by up to 12.5 %)."""
+    exceed max_norm by up to 12.5 %). Squares and sums run where the gradients are (the
+    registry's primitives); only the total comes to the host, one copy per call. The
+    per-parameter sums add in the backend's order (numpy pairwise, the device in index
+    order: the norms agree within float32 summation-order rounding)."""
     check_mode(mode)
     M = MATH[mode]
     grads = [p for p in params if p.grad is not None]
+    check_backend(mode, [p.grad for p in grads])
     total = np.float32(0.0)
     for p in grads:
-        total += np.sum(M.mul(p.grad, p.grad), dtype=np.float32)
-    norm = scalar(M.sqrt(total))
+        total = P["add"](total, P["sum"](M.mul(p.grad, p.grad), None, False))
+    norm = scalar(M.sqrt(host(total)))
     if norm > max_norm:
         scale = scalar(M.div(np.float32(max_norm), norm))
         for p in grads:
@@ -328,8 +340,8 @@ def fixed_fraction(num, den):
 
 
 def fixed_to_float(q, frac_bits):
-    """q * 2**-frac_bits as a float32, exactly, for 0 <= q <= 2**24 (integer-only
-    conversion: the 2**-frac_bits is an exponent add)."""
+    """q * 2**-frac_bits as a float32, exactly, for 0 <= q <= 2**24 (int32 -> float32
+    conversion, exact in that range; the 2**-frac_bits is an exponent add)."""
     return np.array(bits.int_to_float(q, -frac_bits), np.int32).view(np.float32)[()]
 
 

@@ -2,9 +2,13 @@
 
 The scalar functions of bits.py (``register_jitable``) become device functions
 here, exactly as they become CPU code in cpu.py: one source of truth for the
-bit logic. Kernels work on int32 views of float32 device arrays. Float sums
-(reductions, the PAM GEMM) add in float32 in increasing index order, the order
-of the CPU kernels, so the two backends agree bit for bit.
+bit logic; likewise the PA AdamW element function of adamw.py. Kernels work on
+int32 views of float32 device arrays. Float sums (reductions, the PAM GEMM,
+scatter_add) add in float32 in increasing index order, one axis at a time: the
+order of the CPU GEMM, so products agree bit for bit; numpy's np.sum (the
+autograd's CPU sum) adds long contiguous axes pairwise, so sums agree within
+float32 summation-order rounding (tests/cuda/test_train_step.py shows a whole
+step equal bit for bit once the CPU adds in this order too).
 
 The public functions mirror pafree.ops (same names and arguments) but take and
 return numba device arrays (host data is copied to the device first);
@@ -19,10 +23,13 @@ from numba import cuda
 from numba.extending import register_jitable
 
 from . import bits
+from .adamw import adamw_pa_element
 from .cpu import float32_array
 
-THREADS = 256            # threads per block of the elementwise and reduction kernels
+THREADS = 256            # most threads per block of the elementwise and reduction kernels
+WARP = 32                # fewest threads per block (tiny arrays: fewer idle threads)
 TILE = 16                # the PAM GEMM's square tile (TILE x TILE threads per block)
+SMALL_TILE = 8           # the tile when one side of the product is this small or smaller
 MAX_BLOCKS = 4096        # grid-stride loops cover anything larger
 
 KERNELS = {}             # name -> (kernel, PTX signature): what the PTX audit compiles
@@ -243,38 +250,45 @@ def first_max_axis(x, out):
 
 # --- PAM GEMM: shared-memory tiles, one thread per output element -------------------------
 
-@cuda_kernel("void(int32[:, :, ::1], int32[:, :, ::1], float32[:, :, ::1])")
-def pam_gemm_tiled(a, b, out):
-    """out[z] = a[z] (x) b[z] as PAM products summed in float32 in increasing k.
+def tiled_gemm(tile, name):
+    """The PAM GEMM kernel with square ``tile`` x ``tile`` thread blocks."""
+    @cuda_kernel("void(int32[:, :, ::1], int32[:, :, ::1], float32[:, :, ::1])", name)
+    def kernel(a, b, out):
+        """out[z] = a[z] (x) b[z] as PAM products summed in float32 in increasing k.
 
-    a: (Ba, M, K) and b: (Bb, K, N) int32 bits, Ba and Bb equal to out's batch
-    or 1 (shared). Tiles past the edges are padded with +0: pam(0, 0) = +0
-    adds nothing, so the sum is exactly the CPU kernel's.
-    """
-    sa = cuda.shared.array((TILE, TILE), np.int32)
-    sb = cuda.shared.array((TILE, TILE), np.int32)
-    prod = cuda.local.array(1, np.int32)
-    prod_f = prod.view(np.float32)       # the PAM result's bits read as a float32
-    m, k = a.shape[1], a.shape[2]
-    n = b.shape[2]
-    tx = cuda.threadIdx.x
-    ty = cuda.threadIdx.y
-    row = cuda.blockIdx.y * TILE + ty
-    col = cuda.blockIdx.x * TILE + tx
-    z = cuda.blockIdx.z
-    za = z if a.shape[0] > 1 else 0
-    zb = z if b.shape[0] > 1 else 0
-    acc = np.float32(0)
-    for k0 in range(0, k, TILE):
-        sa[ty, tx] = a[za, row, k0 + tx] if row < m and k0 + tx < k else 0
-        sb[ty, tx] = b[zb, k0 + ty, col] if k0 + ty < k and col < n else 0
-        cuda.syncthreads()
-        for kk in range(TILE):
-            prod[0] = bits.pam(sa[ty, kk], sb[kk, tx])
-            acc += prod_f[0]
-        cuda.syncthreads()
-    if row < m and col < n:
-        out[z, row, col] = acc
+        a: (Ba, M, K) and b: (Bb, K, N) int32 bits, Ba and Bb equal to out's batch
+        or 1 (shared). Tiles past the edges are padded with +0: pam(0, 0) = +0
+        adds nothing, so the sum is exactly the CPU kernel's.
+        """
+        sa = cuda.shared.array((tile, tile), np.int32)
+        sb = cuda.shared.array((tile, tile), np.int32)
+        prod = cuda.local.array(1, np.int32)
+        prod_f = prod.view(np.float32)       # the PAM result's bits read as a float32
+        m, k = a.shape[1], a.shape[2]
+        n = b.shape[2]
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        row = cuda.blockIdx.y * tile + ty
+        col = cuda.blockIdx.x * tile + tx
+        z = cuda.blockIdx.z
+        za = z if a.shape[0] > 1 else 0
+        zb = z if b.shape[0] > 1 else 0
+        acc = np.float32(0)
+        for k0 in range(0, k, tile):
+            sa[ty, tx] = a[za, row, k0 + tx] if row < m and k0 + tx < k else 0
+            sb[ty, tx] = b[zb, k0 + ty, col] if k0 + ty < k and col < n else 0
+            cuda.syncthreads()
+            for kk in range(tile):
+                prod[0] = bits.pam(sa[ty, kk], sb[kk, tx])
+                acc += prod_f[0]
+            cuda.syncthreads()
+        if row < m and col < n:
+            out[z, row, col] = acc
+    return kernel
+
+
+pam_gemm_tiled = tiled_gemm(TILE, "pam_gemm_tiled")
+pam_gemm_small = tiled_gemm(SMALL_TILE, "pam_gemm_small")
 
 
 @cuda_kernel("void(int32[:, :, ::1], int32[:, :, ::1], int32[:, :, ::1], float32[:, :, ::1])")
@@ -317,6 +331,22 @@ def exact_grad_b(a, b, dy, db):
         db[z, k, j] = acc
 
 
+# --- optimizer ------------------------------------------------------------------------------
+
+# The same Python source as the CPU loop's body, compiled as a CUDA device function (the
+# CPU's inline="always" overload does not type on the CUDA target).
+adamw_element = cuda.jit(device=True)(adamw_pa_element)
+
+
+@cuda_kernel("void(float32[::1], float32[::1], float32[::1], float32[::1], "
+             "float32, float32, float32, float32, float32, float32)")
+def adamw_pa_kernel(p, g, m, v, rate1, rate2, step_size, root_bias2, eps, decay):
+    """PA AdamW in place, one thread per element: the CPU kernel's element function."""
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        p[i], m[i], v[i] = adamw_element(p[i], g[i], m[i], v[i], rate1, rate2,
+                                            step_size, root_bias2, eps, decay)
+
+
 # --- host side: device arrays in, device arrays out -----------------------------------------
 
 def is_device_array(x):
@@ -340,6 +370,13 @@ def blocks_for(n, threads=THREADS):
     return max(1, min((n + threads - 1) // threads, MAX_BLOCKS))
 
 
+def launch(n):
+    """(blocks, threads per block) for a grid-stride loop over n items: a whole number of
+    warps, at most THREADS per block (a few-element array gets one warp, not 256 threads)."""
+    threads = min(THREADS, max(WARP, (n + WARP - 1) // WARP * WARP))
+    return blocks_for(n, threads), threads
+
+
 def as_flat(x, dtype):
     return x.reshape(x.size).view(dtype)
 
@@ -348,7 +385,7 @@ def unary(name, x):
     x = to_device(x, name)
     out = cuda.device_array(x.shape, np.float32)
     if x.size:
-        UNARY[name][blocks_for(x.size), THREADS](as_flat(x, np.int32), as_flat(out, np.int32))
+        UNARY[name][launch(x.size)](as_flat(x, np.int32), as_flat(out, np.int32))
     return out
 
 
@@ -381,7 +418,7 @@ def launch_binary(kernel, a, b, dtype):
     shape = np.broadcast_shapes(a.shape, b.shape)
     out = cuda.device_array(shape, np.float32)
     if out.size:
-        kernel[blocks_for(out.size), THREADS](
+        kernel[launch(out.size)](
             as_flat(a, dtype), as_flat(b, dtype), broadcast_geometry(shape, a.shape, b.shape),
             as_flat(out, dtype))
     return out
@@ -457,7 +494,7 @@ def float_unary(name, x):
     x = to_device(x, name)
     out = cuda.device_array(x.shape, np.float32)
     if x.size:
-        FLOAT_UNARY[name][blocks_for(x.size), THREADS](as_flat(x, np.float32), as_flat(out, np.float32))
+        FLOAT_UNARY[name][launch(x.size)](as_flat(x, np.float32), as_flat(out, np.float32))
     return out
 
 
@@ -477,7 +514,7 @@ def where(a, b, cond):
     shape = np.broadcast_shapes(a.shape, b.shape, cond.shape)
     out = cuda.device_array(shape, np.float32)
     if out.size:
-        where_kernel[blocks_for(out.size), THREADS](
+        where_kernel[launch(out.size)](
             as_flat(a, np.float32), as_flat(b, np.float32), as_flat(cond, np.bool_),
             broadcast_geometry(shape, a.shape, b.shape, cond.shape), as_flat(out, np.float32))
     return out
@@ -487,7 +524,7 @@ def floor(x):
     x = to_device(x, "floor")
     out = cuda.device_array(x.shape, np.float32)
     if x.size:
-        floor_kernel[blocks_for(x.size), THREADS](as_flat(x, np.int32), as_flat(out, np.int32))
+        floor_kernel[launch(x.size)](as_flat(x, np.int32), as_flat(out, np.int32))
     return out
 
 
@@ -495,7 +532,7 @@ def isfinite(x):
     x = to_device(x, "isfinite")
     out = cuda.device_array(x.shape, np.bool_)
     if x.size:
-        isfinite_kernel[blocks_for(x.size), THREADS](as_flat(x, np.int32), as_flat(out, np.bool_))
+        isfinite_kernel[launch(x.size)](as_flat(x, np.int32), as_flat(out, np.bool_))
     return out
 
 
@@ -518,7 +555,7 @@ def getitem(x, idx):
     where_from = positions(tuple(x.shape), idx)
     out = cuda.device_array(where_from.shape, np.float32)
     if out.size:
-        take_kernel[blocks_for(out.size), THREADS](
+        take_kernel[launch(out.size)](
             as_flat(x, np.float32), cuda.to_device(where_from.reshape(-1)), as_flat(out, np.float32))
     return out
 
@@ -537,7 +574,7 @@ def scatter_add(out, idx, values):
     order = np.argsort(flat, kind="stable")          # sources grouped by target, in order
     targets, starts = np.unique(flat[order], return_index=True)
     starts = np.append(starts, flat.size).astype(np.int64)
-    scatter_add_kernel[blocks_for(targets.size), THREADS](
+    scatter_add_kernel[launch(targets.size)](
         as_flat(out, np.float32), cuda.to_device(targets.astype(np.int64)), cuda.to_device(starts),
         cuda.to_device(order.astype(np.int64)), as_flat(values, np.float32))
 
@@ -547,7 +584,7 @@ def nonnegative(x):
     x = to_device(x, "nonnegative")
     out = cuda.device_array(x.shape, np.bool_)
     if x.size:
-        nonnegative_kernel[blocks_for(x.size), THREADS](as_flat(x, np.float32), as_flat(out, np.bool_))
+        nonnegative_kernel[launch(x.size)](as_flat(x, np.float32), as_flat(out, np.bool_))
     return out
 
 
@@ -567,7 +604,7 @@ def first_max(x, axis):
     out = cuda.device_array(x.shape, np.bool_)
     if x.size:
         x3 = axis_view(x, axis)
-        first_max_axis[blocks_for(x3.shape[0] * x3.shape[2]), THREADS](x3, axis_view(out, axis))
+        first_max_axis[launch(x3.shape[0] * x3.shape[2])](x3, axis_view(out, axis))
     return out
 
 
@@ -599,7 +636,7 @@ def concatenate(*xs, axis):
     out = cuda.device_array(tuple(shape), np.float32)
     for x, idx in zip(xs, axis_slices(tuple(shape), [x.shape[axis] for x in xs], axis)):
         if x.size:
-            put_kernel[blocks_for(x.size), THREADS](
+            put_kernel[launch(x.size)](
                 as_flat(x, np.float32), cuda.to_device(positions(tuple(shape), idx).reshape(-1)),
                 as_flat(out, np.float32))
     return out
@@ -609,7 +646,7 @@ def gather_copy(x, strides, shape):
     out = cuda.device_array(shape, np.float32)
     if out.size:
         geometry = cuda.to_device(np.array([strides, shape], np.int64).reshape(2, len(shape)))
-        gather[blocks_for(out.size), THREADS](as_flat(x, np.float32), geometry, as_flat(out, np.float32))
+        gather[launch(out.size)](as_flat(x, np.float32), geometry, as_flat(out, np.float32))
     return out
 
 
@@ -677,7 +714,7 @@ def reduce_axes(kernel, x, axis, keepdims, op):
         else:
             out = cuda.device_array((outer, inner), np.float32)
             if out.size:
-                kernel[blocks_for(out.size), THREADS](x.reshape(outer, shape[ax], inner), out)
+                kernel[launch(out.size)](x.reshape(outer, shape[ax], inner), out)
         x = out.reshape(shape[:ax] + (1,) + shape[ax + 1:])
     if not keepdims:
         x = x.reshape(tuple(s for d, s in enumerate(x.shape) if d not in axes))
@@ -740,8 +777,9 @@ def pam_matmul(a, b, transpose_a=False, transpose_b=False):
     nb = int(np.prod(batch, dtype=np.int64))
     out = cuda.device_array((nb, m, n), np.float32)
     if out.size:
-        grid = ((n + TILE - 1) // TILE, (m + TILE - 1) // TILE, nb)
-        pam_gemm_tiled[grid, (TILE, TILE)](a3, b3, out)
+        kernel, tile = (pam_gemm_small, SMALL_TILE) if min(m, n) <= SMALL_TILE else (pam_gemm_tiled, TILE)
+        grid = ((n + tile - 1) // tile, (m + tile - 1) // tile, nb)
+        kernel[grid, (tile, tile)](a3, b3, out)
     return out.reshape(out_shape)
 
 
@@ -761,9 +799,9 @@ def pam_matmul_exact_grads(a, b, dy):
     da = cuda.device_array((nb, m, k), np.float32)
     db = cuda.device_array((nb, k, n), np.float32)
     if da.size:
-        exact_grad_a[blocks_for(da.size), THREADS](a3, b3, dy3, da)
+        exact_grad_a[launch(da.size)](a3, b3, dy3, da)
     if db.size:
-        exact_grad_b[blocks_for(db.size), THREADS](a3, b3, dy3, db)
+        exact_grad_b[launch(db.size)](a3, b3, dy3, db)
     da = da.reshape(batch + (m, k))
     db = db.reshape(batch + (k, n))
     if a.ndim == 1:
@@ -771,6 +809,19 @@ def pam_matmul_exact_grads(a, b, dy):
     if b.ndim == 1:
         db = db.reshape(batch + (k,))
     return da, db
+
+
+def adamw_pa_update(p, g, m, v, *scalars):
+    """pafree.ops.adamw.adamw_pa_update on device arrays: p, m, v updated in place.
+    ``scalars``: rate1, rate2, step_size, root_bias2, eps, decay (host floats)."""
+    arrays = [to_device(x, "adamw_pa_update") for x in (p, g, m, v)]
+    if not all(is_device_array(x) for x in (p, m, v)):
+        raise TypeError("adamw_pa_update: p, m and v must be device arrays (updated in place)")
+    if len({x.size for x in arrays}) != 1:
+        raise ValueError(f"adamw_pa_update: sizes differ: {[x.size for x in arrays]}")
+    if p.size:
+        adamw_pa_kernel[launch(p.size)](
+            *(as_flat(x, np.float32) for x in arrays), *(np.float32(c) for c in scalars))
 
 
 # pafree.autograd.registry primitive name -> device kernel with the CPU kernel's arguments

@@ -1,0 +1,45 @@
+"""The PA AdamW update of one element, written once for the CPU and CUDA.
+
+``adamw_pa_element`` is plain scalar code over bits.py (PAM, PAD, pasqrt) and
+float add/subtract: ``adamw_pa_update`` below loops over it on the CPU, and
+pafree.ops.cuda wraps the same function in a CUDA kernel, so both backends
+compute the same bits. pafree.optim chooses between them by array type.
+"""
+import numpy as np
+from numba.extending import register_jitable
+
+from . import bits
+from .jit import cpu_kernel
+
+
+@register_jitable
+def as_bits(x):
+    return np.float32(x).view(np.int32)
+
+
+@register_jitable
+def as_float(b):
+    return np.int32(b).view(np.float32)
+
+
+@register_jitable(inline="always")
+def adamw_pa_element(p, g, m, v, rate1, rate2, step_size, root_bias2, eps, decay):
+    """One element of the PA AdamW update -> new (p, m, v): the steps of
+    pafree.optim.StandardMath.adamw_update with PAM, PAD and pasqrt from bits.py,
+    float add/subtract otherwise. Inlined at the IR level: as a called function
+    returning a tuple it made the CPU loop 12x slower."""
+    x = p - as_float(bits.pam(as_bits(decay), as_bits(p)))
+    m = m + as_float(bits.pam(as_bits(rate1), as_bits(g - m)))
+    g2 = as_float(bits.pam(as_bits(g), as_bits(g)))
+    v = v + as_float(bits.pam(as_bits(rate2), as_bits(g2 - v)))
+    denom = as_float(bits.pad(bits.pasqrt(as_bits(v)), as_bits(root_bias2))) + eps
+    step = bits.pam(as_bits(step_size), bits.pad(as_bits(m), as_bits(denom)))
+    return x - as_float(step), m, v
+
+
+@cpu_kernel(name="adamw_pa_update")
+def adamw_pa_update(p, g, m, v, rate1, rate2, step_size, root_bias2, eps, decay):
+    """PA AdamW on flat float32 arrays, in place, one element at a time."""
+    for i in range(p.size):
+        p[i], m[i], v[i] = adamw_pa_element(p[i], g[i], m[i], v[i], rate1, rate2,
+                                            step_size, root_bias2, eps, decay)
