@@ -142,11 +142,11 @@ def _texts(dispatcher, signature):
     """(source, [(label, text)]): the IR and the assembly scanned for one compiled signature."""
     library = dispatcher.overloads[signature].library
     if signature in dispatcher.stats.cache_hits:
-        elf, ir = cached_object(dispatcher, signature), str(library._shared_module)
-        source = "from cache"
-    else:
-        elf, ir = getattr(library, "_compiled_object", None), dispatcher.inspect_llvm(signature)
-        source = "compiled here"
+        source, ir = "from cache", str(library._shared_module)
+        elf = cached_object(dispatcher, signature) if OBJDUMP else None
+    else:               # the object MCJIT was handed when Numba compiled the signature
+        source, ir = "compiled here", dispatcher.inspect_llvm(signature)
+        elf = getattr(library, "_compiled_object", None)
     if elf is not None and OBJDUMP:
         return f"{source} (IR+object code)", [("IR", ir), ("object asm", disassemble(elf))]
     if source == "compiled here":
@@ -166,9 +166,8 @@ def scan_dispatcher(dispatcher):
     "forbidden") and says where the text came from, as a number of signatures
     under "sigs compiled here (IR+object code)", "sigs from cache (IR+object
     code)", "sigs compiled here (IR+asm)" or "sigs recompiled (IR+asm)";
-    ``forbidden`` lists each offending IR or
-    assembly line, prefixed with the signature and "IR:", "asm:" or
-    "object asm:". Empty when clean.
+    ``forbidden`` lists each offending IR or assembly line, prefixed with the
+    signature and "IR:", "asm:" or "object asm:". Empty when clean.
     """
     counts, forbidden = Counter(), []
     for signature in dispatcher.signatures:
@@ -183,7 +182,7 @@ def scan_dispatcher(dispatcher):
 
 
 def compile_ops_kernels():
-    """Run every public op of pafree.ops once on small float32 inputs, compiling its kernels."""
+    """Run every kernel of pafree.ops once on small float32 inputs, compiling it."""
     from .. import ops
     from ..ops import cpu, gemm
     x = np.linspace(-3.0, 3.0, 12, dtype=np.float32).reshape(3, 4)
