@@ -445,7 +445,7 @@ def run(args):
         print(f"pafree train: error: {err}", file=sys.stderr)
         return 1
     metric = METRIC[get_task(final["task"]).kind]
-    line = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+    line = ", ".join(f"{k} {v:.4f}" if k.startswith("test_") else f"{k} {v}"
                      for k, v in final.items())
     print(line)
     if final["task"] == "digits":
