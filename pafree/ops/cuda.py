@@ -18,6 +18,7 @@ pafree.audit.ptx compiles every entry of ``KERNELS`` to PTX ahead of time.
 """
 from functools import cache, partial
 
+import numba
 import numpy as np
 from numba import cuda
 from numba.extending import register_jitable
@@ -26,11 +27,16 @@ from . import bits
 from .adamw import adamw_pa_element
 from .cpu import float32_array
 
-THREADS = 256            # most threads per block of the elementwise and reduction kernels
+# Launch shapes. Results never depend on them (grid-stride loops; every sum in index order).
+# Numba's simulator starts a Python thread per CUDA thread, so there a launch of the
+# grid-stride kernels has one warp (the loops cover the rest: the tests stay fast, and the
+# loops run several times even on tiny arrays).
+SIMULATED = numba.config.ENABLE_CUDASIM
 WARP = 32                # fewest threads per block (tiny arrays: fewer idle threads)
+THREADS = WARP if SIMULATED else 256    # most threads per block, elementwise and reductions
+MAX_BLOCKS = 1 if SIMULATED else 4096   # grid-stride loops cover anything larger
 TILE = 16                # the PAM GEMM's square tile (TILE x TILE threads per block)
 SMALL_TILE = 8           # the tile when one side of the product is this small or smaller
-MAX_BLOCKS = 4096        # grid-stride loops cover anything larger
 
 KERNELS = {}             # name -> (kernel, PTX signature): what the PTX audit compiles
 
