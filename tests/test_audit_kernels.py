@@ -23,6 +23,10 @@ def test_no_float_multiply_like_instruction_in_any_ops_kernel():
         assert counts["asm int add"] > 0, name       # the scan did read real machine code
 
 
+def sources(counts):
+    return {key for key in counts if key.startswith("sigs ")}
+
+
 SCAN_IN_A_FRESH_PROCESS = """
 import json
 from pafree.audit.kernels import scan_all
@@ -36,13 +40,19 @@ def test_cache_loaded_ops_kernels_scan_their_object_code_clean():
     the scan reads the cached machine code, finds no forbidden instruction and sees the
     GEMM's float adds, also inside the prange body of the parallel batched GEMM."""
     scan_all()                                        # fills the cache if it is cold
-    child = subprocess.run([sys.executable, "-c", SCAN_IN_A_FRESH_PROCESS],
-                           capture_output=True, text=True)
-    assert child.returncode == 0, child.stderr
-    results = json.loads(child.stdout.splitlines()[-1])
+    # The cache is shared by every process that runs pafree: a concurrent cold compile can
+    # rewrite an entry between the child's load and its scan, and the scan then (rightly)
+    # refuses the entry and recompiles. Ask again then: the entries settle.
+    for _ in range(3):
+        child = subprocess.run([sys.executable, "-c", SCAN_IN_A_FRESH_PROCESS],
+                               capture_output=True, text=True)
+        assert child.returncode == 0, child.stderr
+        results = json.loads(child.stdout.splitlines()[-1])
+        if all(sources(counts) == {FROM_CACHE} for counts in results.values()):
+            break
     for name, counts in results.items():
         assert counts["forbidden"] == 0, name
-        assert set(k for k in counts if k.startswith("sigs ")) == {FROM_CACHE}, (name, counts)
+        assert sources(counts) == {FROM_CACHE}, (name, counts)
         assert counts["asm int add"] > 0 and counts["ir int add"] > 0, name
     for name in ("pam_gemm_packed", "pam_gemm_batched", "exact_grad_a", "exact_grad_b"):
         assert results[name]["asm float add"] > 0 and results[name]["ir float add"] > 0, name
