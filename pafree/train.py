@@ -168,21 +168,49 @@ METRIC = {"classify": "accuracy", "seq2seq": "exact_match", "lm": "exact_match"}
 # ---------------------------------------------------------------------------
 # a run: built, then stepped
 
+DEVICES = ("cpu", "cuda")
+
+
+def check_device(device, modes):
+    """ValueError unless ``device`` can run a step in these component modes."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
+    if device == "cpu":
+        return
+    from importlib.util import find_spec
+    standard = sorted(c for c, m in modes.items() if m == "standard")
+    if standard:
+        raise ValueError(f"--device cuda runs the PA arithmetic only (the float baseline has no "
+                         f"device kernels); these components are standard: {', '.join(standard)}")
+    if find_spec("numba_cuda") is None:
+        raise ValueError("--device cuda needs the cuda extra: pip install -e .[cuda]")
+    from numba import cuda
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" and not cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU found (numba.cuda.is_available() is False); "
+                         "NUMBA_ENABLE_CUDASIM=1 runs the kernels on Numba's (slow) simulator")
+
+
 class Run:
     """One training run, built but not started: task, model, optimizer, schedule
     (the warm-up lasts at most a tenth of the run, so short runs still train).
 
     ``batch(step)`` loads data only; ``train_step(batch)`` is exactly one step
     (forward, loss, backward, clipping, update, schedule); ``eval_step(n)`` is
-    the evaluation forward pass, decoding included, on n validation examples."""
+    the evaluation forward pass, decoding included, on n validation examples.
 
-    def __init__(self, settings):
+    ``device="cuda"``: the parameters and optimizer state live on the GPU and the
+    training step runs there, copying two scalars to the host (the loss and the
+    gradient norm); evaluation runs on the CPU, with the weights copied there for it."""
+
+    def __init__(self, settings, device="cpu"):
+        check_device(device, settings["components"])
+        self.device = device
         self.settings = settings
         hp = self.hparams = settings["hparams"]
         self.modes = settings["components"]
         self.seed = settings["seed"]
         self.task = get_task(settings["task"], **task_options(settings["task"], hp))
-        self.model = build_model(self.task, hp, self.seed)
+        self.model = build_model(self.task, hp, self.seed).to(device)
         opt_mode = self.modes["optim"]
         self.schedule = optim.make_schedule(hp["schedule"], lr=hp["lr"], total_steps=hp["steps"],
                                             warmup_steps=min(hp["warmup"], hp["steps"] // 10),
@@ -204,7 +232,7 @@ class Run:
             self.model.train()
             set_dropout_rng(self.model, np.random.default_rng([self.seed, self.step, 2]))
             loss = batch_loss(self.task, self.model, batch, self.hparams)
-            value = loss.item()
+            value = float(loss.to("cpu").data)
             if not math.isfinite(value):
                 raise NonFiniteLoss(f"loss is {value} at step {self.step}")
             loss.backward()
@@ -222,9 +250,12 @@ class Run:
 
     def evaluate(self, split, limit=None, beam=None):
         with config.mode(**self.modes), no_grad():
-            self.model.eval()
-            return self.task.evaluate(predictor(self.task, self.model, self.hparams, beam),
-                                      split, limit=limit)
+            self.model.eval().to("cpu")
+            try:
+                return self.task.evaluate(predictor(self.task, self.model, self.hparams, beam),
+                                          split, limit=limit)
+            finally:
+                self.model.to(self.device)
 
     # checkpoints ----------------------------------------------------------
     def save(self, path):
@@ -253,28 +284,28 @@ class Run:
             self.step = int(data["step"])
 
     def parameters_finite(self):
-        return all(np.isfinite(p.data).all() for p in self.model.parameters())
+        return all(np.isfinite(p.to("cpu").data).all() for p in self.model.parameters())
 
 
-def build(task="digits", mode="pa", seed=0, optimizer=None, **overrides):
-    """A ``Run`` with the given settings (see ``resolve_settings``); nothing runs."""
-    return Run(resolve_settings(task, mode, seed, optimizer, **overrides))
+def build(task="digits", mode="pa", seed=0, optimizer=None, device="cpu", **overrides):
+    """A ``Run`` with the given settings (see ``resolve_settings``) on ``device``; nothing runs."""
+    return Run(resolve_settings(task, mode, seed, optimizer, **overrides), device)
 
 
 # ---------------------------------------------------------------------------
 # the loop
 
 def train(task="digits", mode="pa", seed=0, optimizer=None, out=None, resume=False,
-          progress=True, stop_at=None, eval_limit=None, **overrides):
+          progress=True, stop_at=None, eval_limit=None, device="cpu", **overrides):
     """Train and return the final metrics (the dict ``pafree train --json`` prints).
 
     ``out``: run directory (default runs/<task>-<mode>-seed<seed>); ``resume``
     continues from its checkpoint with the settings in its config.json (``steps``
     may be raised). ``stop_at``: pause after this step with a checkpoint written
     (continue with ``resume=True``). ``eval_limit``: validate on the first n
-    validation examples only. ``overrides``: any key of the task's defaults
-    (steps, batch_size, lr, d_model, ...) and the component modes (matmul, norm,
-    softmax, loss, other)."""
+    validation examples only. ``device``: "cpu" or "cuda" (see ``Run``).
+    ``overrides``: any key of the task's defaults (steps, batch_size, lr, d_model,
+    ...) and the component modes (matmul, norm, softmax, loss, other)."""
     out = out or os.path.join("runs", f"{task}-{mode}-seed{seed}")
     ckpt = os.path.join(out, CHECKPOINT)
     if resume:
@@ -289,11 +320,10 @@ def train(task="digits", mode="pa", seed=0, optimizer=None, out=None, resume=Fal
             raise FileExistsError(f"{out} already holds a run; continue it with --resume "
                                   f"or choose another --out")
         settings = resolve_settings(task, mode, seed, optimizer, **overrides)
+    run = Run(settings, device)           # before writing anything: settings errors stop here
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(settings, f, indent=1)
-
-    run = Run(settings)
     metrics_path = os.path.join(out, "metrics.jsonl")
     if resume:
         run.load(ckpt)
@@ -423,6 +453,9 @@ def add_arguments(parser):
     parser.add_argument("--set", type=setting_value, action="append", default=[],
                         metavar="KEY=VALUE", help="any other task default, e.g. d_model=128")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="cuda: train on the GPU (pip install -e .[cuda]; modes with every "
+                             "component PA; evaluation runs on the CPU)")
     parser.add_argument("--out", help="run directory (default runs/TASK-MODE-seedSEED)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its checkpoint")
@@ -439,7 +472,7 @@ def run(args):
         overrides[c] = getattr(args, c)
     try:
         final = train(args.task, args.mode, args.seed, args.optimizer, out=args.out,
-                      resume=args.resume,
+                      resume=args.resume, device=args.device,
                       **overrides)
     except (ValueError, FileExistsError, FileNotFoundError, NonFiniteLoss) as err:
         print(f"pafree train: error: {err}", file=sys.stderr)

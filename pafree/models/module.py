@@ -62,9 +62,20 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    def to(self, device):
+        """Move every parameter's data to ``device`` ("cpu" or "cuda") in place
+        (gradients dropped; a no-op for those already there): the parameter tensors
+        stay the same objects, so optimizers keep pointing at them (build an
+        optimizer after the move: its state goes where the data is)."""
+        for p in self.parameters():
+            if p.device != device:
+                p.data = p.to(device).data
+                p.grad = None
+        return self
+
     def state_dict(self):
-        """name -> a copy of the parameter's float32 array."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
+        """name -> a host copy of the parameter's float32 array."""
+        return {name: p.to("cpu").data.copy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state):
         params = dict(self.named_parameters())
@@ -78,7 +89,10 @@ class Module:
             if value.shape != p.data.shape:
                 raise ValueError(f"{name}: shape {value.shape} in the state dict, "
                                  f"{p.data.shape} in the model")
-            p.data[...] = value
+            if p.device == "cpu":
+                p.data[...] = value
+            else:
+                p.data.copy_to_device(np.ascontiguousarray(value, dtype=np.float32))
 
     def extra_repr(self):
         return ""

@@ -11,7 +11,6 @@ import pytest
 
 from pafree import config
 from pafree import train as T
-from pafree.autograd import registry
 from pafree.ops import cuda as gpu
 
 TINY = {"digits": {"n_layers": 1}, "numbers": {"n_enc_layers": 1, "n_dec_layers": 1},
@@ -22,10 +21,7 @@ def model_grads(task, device):
     run = T.build(task, "pa", seed=0, d_model=8, n_heads=2, d_ff=16, batch_size=2, dropout=0.0,
                   **TINY[task])
     params = run.model.parameters()
-    if device == "cuda":                      # the weights move in place (what Module.to would do)
-        registry.use_cuda()
-        for p in params:
-            p.data = gpu.to_device(p.data)
+    run.model.to(device)                      # the weights move in place
     with config.mode(**run.modes):
         run.model.train()
         T.batch_loss(run.task, run.model, run.batch(0), run.hparams).backward()
