@@ -1,12 +1,15 @@
 """PAM kernels on the GPU beside float32 kernels on the same GPU, printed as time ratios.
 
     python benchmarks/gpu.py [--sizes 512 1024 2048] [--elements 16777216] [--repeat 10]
+                             [--task digits]
 
 GEMM: pafree's shared-memory tiled PAM GEMM against
   * FLOAT BASELINE (numba): the very same tiled kernel with a real float32
     multiply-add in place of the PAM product: the like-for-like ratio;
   * FLOAT BASELINE (cuBLAS via CuPy), only if CuPy is installed: the vendor's best.
 Elementwise: PAM against a float32 multiply kernel of the same shape.
+Training step: ``pafree train``'s PA step of the task's default model on the GPU
+and on the CPU (the float baseline has no device kernels, so no float row).
 Kernels are timed alone (outputs preallocated), best of --repeat runs.
 The float kernels live here, in the benchmark, never in pafree (they multiply).
 Needs a CUDA GPU; exits with a message when there is none.
@@ -98,11 +101,29 @@ def bench_elementwise(size, repeat):
           f" | PAM/float {t_pam / t_float:5.2f}x", flush=True)
 
 
+def bench_train_step(task, repeat, **overrides):
+    """One PA training step of the task's default model (``pafree train``'s step: forward,
+    loss, backward, clipping, AdamW, schedule) on the GPU and on the CPU, same batches."""
+    from pafree import train as T
+    times = {}
+    for device in ("cuda", "cpu"):
+        run = T.build(task, "pa", device=device, **overrides)
+        batches = [run.batch(t) for t in range(repeat + 1)]
+        run.train_step(batches[0])                    # compiles the kernels
+        start = time.perf_counter()
+        for batch in batches[1:]:
+            run.train_step(batch)                     # the loss copy to the host syncs
+        times[device] = (time.perf_counter() - start) / repeat
+    print(f"PA training step, {task} defaults: GPU {times['cuda'] * 1e3:8.1f} ms | "
+          f"CPU {times['cpu'] * 1e3:8.1f} ms | CPU/GPU {times['cpu'] / times['cuda']:5.2f}x", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--elements", type=int, default=1 << 24)
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--task", default="digits", help="task of the training-step row")
     args = parser.parse_args(argv)
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or not cuda.is_available():
         print("benchmarks/gpu.py: no CUDA GPU found (or NUMBA_ENABLE_CUDASIM is set); nothing measured.",
@@ -119,7 +140,7 @@ def main(argv=None):
     for n in args.sizes:
         bench_gemm(n, args.repeat, cupy)
     bench_elementwise(args.elements, args.repeat)
-    print("training step on the GPU: not measured (Tensor.to('cuda') is not wired yet)")
+    bench_train_step(args.task, args.repeat)
     return 0
 
 
