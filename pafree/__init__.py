@@ -5,5 +5,6 @@ from . import config
 from .autograd import Tensor, no_grad
 from . import functional
 from . import functional as F
+from . import models, optim
 
-__all__ = ["Tensor", "no_grad", "functional", "F", "config", "__version__"]
+__all__ = ["Tensor", "no_grad", "functional", "F", "config", "models", "optim", "__version__"]
