@@ -34,7 +34,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
 from pafree import ops  # noqa: E402
-from pafree.figures import derivative_grid, save  # noqa: E402
+from pafree.figures import save_derivative_grid  # noqa: E402
 
 LN2 = np.float32(np.log(2))
 LOG2E = np.float32(np.log2(np.e))
@@ -72,11 +72,7 @@ def rows(n):
 
 
 def make(out_dir, n=2000):
-    data_rows = rows(n)
-    fig = derivative_grid(data_rows, "Exp family: PA values and derivatives")
-    data = {f"{row['key']}_{field}": row[field] for row in data_rows
-            for field in ("x", "true", "pa", "dtrue", "exact", "approx")}
-    return save(fig, out_dir, "exp_family", data)
+    return save_derivative_grid(rows(n), "Exp family: PA values and derivatives", out_dir, "exp_family")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,13 @@ def save(fig, out_dir, name, data):
     return paths
 
 
+def save_derivative_grid(rows, title, out_dir, name):
+    """Draw ``rows`` in the appendix layout and save the figure with every row's arrays."""
+    data = {f"{row['key']}_{field}": row[field] for row in rows
+            for field in ("x", "true", "pa", "dtrue", "exact", "approx")}
+    return save(derivative_grid(rows, title), out_dir, name, data)
+
+
 def derivative_grid(rows, title):
     """The appendix layout: one row per function, four columns.
 
