@@ -1,8 +1,8 @@
 """PAM GEMM against numpy's float32 sgemm, side by side in one process.
 
-    python benchmarks/gemm.py [--repeat 5] [--quick]
+    python benchmarks/gemm.py [--rounds 5] [--quick]
 
-Prints, per shape, data kind and thread count, the best-of-N time of
+Prints, per shape, data kind and thread count, the best time of
 ``pafree.ops.pam_matmul`` and of numpy ``A @ B`` (float32) and their ratio.
 
 Fairness:
@@ -13,9 +13,12 @@ Fairness:
   the cores from Numba's threads: each PAM measurement starts after a pause
   long enough for them to go to sleep (OPENBLAS_THREAD_TIMEOUT is left at its
   default so sgemm keeps its spinning between its own back-to-back calls).
-- Times are the best of N wall-clock runs; the verdict uses them. On a
-  shared machine, the 1-thread rows also print the ratio of process CPU
-  times (insensitive to time slicing, still sensitive to shared caches).
+- The machine is a VM on a shared host whose speed drifts by tens of
+  percent over seconds. The two sides are therefore measured in alternating
+  rounds (sgemm three times, pause, PAM three times, pause), and each side's
+  time is its best over all rounds, so both saw the same quiet moments.
+  The 1-thread rows also print the ratio of process CPU times (insensitive
+  to time slicing, still sensitive to shared caches).
 - Data: "well" is standard normal (every product normal: the fast path);
   "general" is ReLU'd normal (half zeros) with 10% of the entries scaled by
   2**-120 so that products underflow (the masked path).
@@ -61,11 +64,11 @@ def make(shape, kind, rng):
     return x
 
 
-def best_time(fn, repeat):
-    """(best wall time, best process CPU time) over ``repeat`` calls after a warm-up."""
+def best_time(fn, calls=3):
+    """(best wall time, best process CPU time) over ``calls`` calls after a warm-up."""
     fn()
     wall = cpu = float("inf")
-    for _ in range(repeat):
+    for _ in range(calls):
         w, c = time.perf_counter(), time.process_time()
         fn()
         wall = min(wall, time.perf_counter() - w)
@@ -73,18 +76,21 @@ def best_time(fn, repeat):
     return wall, cpu
 
 
-def measure(a, b, threads, repeat):
+def measure(a, b, threads, rounds):
+    """((pam wall, cpu), (sgemm wall, cpu)): each side's best over alternating rounds."""
     numba.set_num_threads(threads)
-    with threadpool_limits(threads, user_api="blas"):
-        t_blas = best_time(lambda: a @ b, repeat)
-    time.sleep(OPENBLAS_SLEEP_S)
-    t_pam = best_time(lambda: pam_matmul(a, b), repeat)
-    return t_pam, t_blas
+    pam = blas = (float("inf"), float("inf"))
+    for _ in range(rounds):
+        with threadpool_limits(threads, user_api="blas"):
+            blas = tuple(map(min, blas, best_time(lambda: a @ b)))
+        time.sleep(OPENBLAS_SLEEP_S)
+        pam = tuple(map(min, pam, best_time(lambda: pam_matmul(a, b))))
+    return pam, blas
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="skip 2048^3")
     args = parser.parse_args()
 
@@ -105,7 +111,7 @@ def main():
             a = make(batch + (m, k), kind, rng)
             b = make(batch + (k, n), "well", rng)
             for threads in sorted({1, all_threads}):
-                (pam_wall, pam_cpu), (blas_wall, blas_cpu) = measure(a, b, threads, args.repeat)
+                (pam_wall, pam_cpu), (blas_wall, blas_cpu) = measure(a, b, threads, args.rounds)
                 ratio = pam_wall / blas_wall
                 cpu_ratio = f"{pam_cpu / blas_cpu:9.2f}" if threads == 1 else " " * 9
                 verdict = "" if target is None else (

@@ -184,7 +184,7 @@ def scan_dispatcher(dispatcher):
 def compile_ops_kernels():
     """Run every kernel of pafree.ops once on small float32 inputs, compiling it."""
     from .. import ops
-    from ..ops import adamw, cpu, gemm
+    from ..ops import adamw, cpu
     x = np.linspace(-3.0, 3.0, 12, dtype=np.float32).reshape(3, 4)
     x_bits, out = x.reshape(-1).view(np.int32), np.empty(12, np.int32)
     for kernel in (k for pair in cpu.UNARY.values() for k in pair):
@@ -197,7 +197,7 @@ def compile_ops_kernels():
                            transpose_a=transpose_a, transpose_b=transpose_b)
     batch = np.stack([x] * (4 * numba.get_num_threads()))      # many small GEMMs: batched kernel
     ops.pam_matmul(batch, batch.transpose(0, 2, 1))
-    gemm.pam_matmul_exact_grads(x, x.T, np.ones((3, 3), np.float32))
+    ops.pam_matmul_exact_grads(x, x.T, np.ones((3, 3), np.float32))
     p, g, m, v = np.linspace(-1.0, 1.0, 32, dtype=np.float32).reshape(4, 8).copy()
     adamw.adamw_pa_update(p, g, m, v, *np.array([0.1, 0.001, 0.01, 1.0, 1e-8, 0.01], np.float32))
 
