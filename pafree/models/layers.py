@@ -26,7 +26,10 @@ class Linear(Module):
         self.bias = parameter(np.zeros(out_features)) if bias else None
 
     def forward(self, x):
-        y = F.matmul(x, self.weight)
+        # (..., in) as one (rows, in) matrix: one GEMM forward and one per gradient,
+        # instead of a batch of small products whose weight gradients are then summed
+        y = F.matmul(x.reshape(-1, self.in_features), self.weight)
+        y = y.reshape(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
 
     def extra_repr(self):

@@ -37,6 +37,7 @@ commutativity makes the same sums in the same order.
 
 The exact-derivative GEMMs live in ``gemm_grads``.
 """
+import math
 import threading
 
 import numba
@@ -385,17 +386,22 @@ def _operands(a, b, transpose_a, transpose_b, op):
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not align")
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    n_a, n_b = int(np.prod(a.shape[:-2])), int(np.prod(b.shape[:-2]))
-    a_index = np.broadcast_to(np.arange(n_a).reshape(a.shape[:-2]), batch)
-    b_index = np.broadcast_to(np.arange(n_b).reshape(b.shape[:-2]), batch)
-    a3 = a.reshape((n_a,) + a.shape[-2:]).view(np.int32)
-    b3 = b.reshape((n_b,) + b.shape[-2:]).view(np.int32)
+    a3 = a.reshape((math.prod(a.shape[:-2]),) + a.shape[-2:]).view(np.int32)
+    b3 = b.reshape((math.prod(b.shape[:-2]),) + b.shape[-2:]).view(np.int32)
     out_shape = batch + (a.shape[-2], b.shape[-1])
     if vector_a:
         out_shape = out_shape[:-2] + out_shape[-1:]
     if vector_b:
         out_shape = out_shape[:-1]
-    return a3, b3, a_index.ravel(), b_index.ravel(), batch, out_shape
+    return a3, b3, _batch_index(a.shape[:-2], batch), _batch_index(b.shape[:-2], batch), \
+        batch, out_shape
+
+
+def _batch_index(shape, batch):
+    """For each product of the broadcast ``batch``, its operand's index in the stack of ``shape``."""
+    if shape == batch:
+        return np.arange(math.prod(batch))
+    return np.broadcast_to(np.arange(math.prod(shape)).reshape(shape), batch).ravel()
 
 
 def _gemm(x, y, x_index, y_index, out, out_strides):
@@ -435,6 +441,11 @@ def pam_matmul(a, b, transpose_a=False, transpose_b=False):
     out = np.empty((a_index.size, m, n), np.float32)
     if out.size == 0:
         return out.reshape(out_shape)
+    if b3.shape[0] == 1 and a_index.size > 1:
+        # one B for the whole batch: a single GEMM of the stacked rows, same sums
+        a3 = a3.reshape(1, -1, k)
+        m = a3.shape[1]
+        a_index = b_index = np.zeros(1, np.int64)
     if n < NR and m > n:
         # few columns: C^T = B^T ⊙@ A^T fills the NR-wide tiles; same sums, same order
         _gemm(b3.swapaxes(1, 2), a3.swapaxes(1, 2), b_index, a_index,
