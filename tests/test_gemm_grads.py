@@ -1,9 +1,17 @@
-"""Exact-derivative PAM GEMMs: bit-exact against sums of elementwise PAM slopes."""
+"""Exact-derivative PAM GEMMs: bit-exact against sums of elementwise PAM slopes.
+
+The kernels (pafree/ops/gemm_grads.py) pick a fast, a masked or an exact loop
+per block from magnitude bounds; the tests below put values on every boundary
+of those choices (zeros, subnormals, underflow, overflow, inf, NaN, mantissa
+carries) and compare with the definition built from the elementwise
+``pam`` and ``pam_slope`` kernels.
+"""
+import numba
 import numpy as np
 import pytest
 
-from pafree.ops import pam, pam_matmul, pam_matmul_exact_grads, pam_slope
-from test_gemm import F32, TWO, assert_same_bits, data
+from pafree.ops import bits, gemm_grads, pam, pam_matmul, pam_matmul_exact_grads, pam_slope
+from test_gemm import EDGE, F32, SPECIAL, TWO, assert_same_bits, data, f32
 
 
 def reference_grads(a, b, dy):
@@ -18,10 +26,76 @@ def reference_grads(a, b, dy):
     return da, db
 
 
+@pytest.mark.parametrize("m,k,n", [
+    (23, 31, 17), (1, 1, 1), (4, 32, 8), (65, 33, 31),    # tiles are 4 x 32: edges everywhere
+    (9, 70, 600), (530, 40, 7),                           # more than one 512-long chunk
+])
 @pytest.mark.parametrize("kind", ["fast", "masked", "edge"])
-def test_exact_grads_match_reference(kind):
-    rng = np.random.default_rng(12)
-    a, b, dy = data((23, 31), kind, rng), data((31, 17), kind, rng), data((23, 17), kind, rng)
+def test_exact_grads_match_reference(m, k, n, kind):
+    rng = np.random.default_rng(m * 1000 + k * 10 + n)
+    a, b, dy = data((m, k), kind, rng), data((k, n), kind, rng), data((m, n), kind, rng)
+    da, db = pam_matmul_exact_grads(a, b, dy)
+    expect_da, expect_db = reference_grads(a, b, dy)
+    assert_same_bits(da, expect_da)
+    assert_same_bits(db, expect_db)
+
+
+def single_terms(g_values, a_values, b_values):
+    """Operands whose every gradient element is one term pam(g, pam_slope(a, b)), for all
+    triples: da with N = 1 (row i = (g, a) pair, column k = b) and db with M = 1."""
+    g, a = np.meshgrid(g_values, a_values, indexing="ij")
+    g, a = g.reshape(-1), a.reshape(-1)
+    a_mat = np.repeat(a[:, None], len(b_values), axis=1)       # (M, K): a of row i everywhere
+    expect = F32(0.0) + pam(g[:, None], pam_slope(a_mat, b_values[None, :]))   # sums start at +0.0
+    return a_mat, b_values[:, None], g[:, None], expect
+
+
+CARRY_A = F32([1.0, 1.5, 1.75, 1.25, -1.5, 1.9999999, 0.0])    # mantissas that do / don't carry
+LOWEST_PRODUCT_MIN_NORMAL = F32([TWO ** -63, 1.5 * TWO ** -63, 1.9999999 * TWO ** -63, -TWO ** -62,
+                                 1.0, -3.0, 1.5 * TWO ** 62, 1.9999999 * TWO ** 63])
+NEAR_UNDERFLOW = F32([TWO ** -63, 1.5 * TWO ** -63, TWO ** -64, 1.25 * TWO ** -64, 1.75 * TWO ** -64,
+                      -1.5 * TWO ** -62, TWO ** -62, 0.75 * TWO ** -63, 1.0, -3.0,
+                      0.0, -0.0, f32(1), f32(0x807FFFFF), f32(0x00400000)])
+NEAR_OVERFLOW = F32([TWO ** 63, 1.5 * TWO ** 63, -TWO ** 64, 1.75 * TWO ** 64, 1.5 * TWO ** 62,
+                     TWO ** 126, 1.5 * TWO ** 126, 1.5 * TWO ** 127, f32(0x7F7FFFFF), 1e-20])
+
+
+def magnitude_bound(x, flush):
+    """(min, max) |bits| as the packing records them (flush: subnormal slope bases count as 0)."""
+    mag = x.view(np.int32) & bits.MAG
+    if flush:
+        mag = np.where(mag < bits.MIN_NORMAL, 0, mag)
+    return np.array([mag.min(), mag.max()], np.int32)
+
+
+@pytest.mark.parametrize("values,loop", [
+    (LOWEST_PRODUCT_MIN_NORMAL, gemm_grads.FAST),      # every term normal, the lowest 2**-126
+    (NEAR_UNDERFLOW, gemm_grads.MASKED),               # zeros, subnormals, terms that underflow
+    (NEAR_OVERFLOW, gemm_grads.EXACT),                 # slopes 2**127, 2**128 (inf), overflow
+    (np.concatenate([EDGE, SPECIAL]), gemm_grads.EXACT),
+])
+def test_every_single_term_on_the_boundaries(values, loop):
+    """Each output one term: every (dY, A, B) triple matches pam(dY, pam_slope(A, B))."""
+    assert gemm_grads.tile_kind(magnitude_bound(values, False), magnitude_bound(values, True)) == loop
+    a_values = np.concatenate([CARRY_A, values[:4]])
+    with np.errstate(over="ignore", invalid="ignore"):
+        a, b, dy, expect = single_terms(values, a_values, values)
+        assert_same_bits(pam_matmul_exact_grads(a, b, dy)[0], expect)
+        # db[k, j] = pam(dY[0, j], pam_slope(B[k, j], A[0, k])): the same triples, transposed
+        db = pam_matmul_exact_grads(b.T, a.T, dy.T)[1]
+        assert_same_bits(db, expect.T)
+
+
+def test_blocks_choose_their_own_path():
+    """One NaN, one inf, one slope overflow, zero rows: only their blocks leave the fast loop."""
+    rng = np.random.default_rng(7)
+    a, b, dy = data((150, 70), "fast", rng), data((70, 600), "fast", rng), data((150, 600), "fast", rng)
+    a[3, 50] = np.nan
+    dy[100, 550] = np.inf
+    b[20, 140] = 1.5 * TWO ** 127          # slope 2**128 where A's mantissa carries: inf
+    a[77] = 0.0
+    dy[:, 300] = 0.0
+    b[40, 10:20] = f32(0x00012345)
     da, db = pam_matmul_exact_grads(a, b, dy)
     expect_da, expect_db = reference_grads(a, b, dy)
     assert_same_bits(da, expect_da)
@@ -54,6 +128,53 @@ def test_exact_grads_batched_shapes():
         expect_da, expect_db = reference_grads(a[z[0], 0], b[z[1]], dy[z])
         assert_same_bits(da[z], expect_da)
         assert_same_bits(db[z], expect_db)
-    da1, db1 = pam_matmul_exact_grads(a[0, 0, 1], b[0], dy[0, 0, 1])     # 1-D @ 2-D
-    assert da1.shape == (6,) and db1.shape == (6, 5)
-    assert_same_bits(da1, da[0, 0, 1])
+
+
+def test_one_dimensional_operands():
+    rng = np.random.default_rng(16)
+    a, b = data((5, 40), "edge", rng), data((40, 37), "edge", rng)
+    dy = data((5, 37), "masked", rng)
+    da, db = pam_matmul_exact_grads(a, b, dy)
+    da1, db1 = pam_matmul_exact_grads(a[1], b, dy[1])                  # 1-D @ 2-D
+    assert da1.shape == (40,) and db1.shape == (40, 37)
+    assert_same_bits(da1, da[1])
+    assert_same_bits(db1, reference_grads(a[1:2], b, dy[1:2])[1])
+    da2, db2 = pam_matmul_exact_grads(a, b[:, 3], dy[:, 3])            # 2-D @ 1-D
+    assert da2.shape == (5, 40) and db2.shape == (40,)
+    assert_same_bits(db2, db[:, 3])
+    assert_same_bits(da2, reference_grads(a, b[:, 3:4], dy[:, 3:4])[0])
+    da3, db3 = pam_matmul_exact_grads(a[1], b[:, 3], dy[1, 3])         # 1-D @ 1-D
+    expect_da, expect_db = reference_grads(a[1:2], b[:, 3:4], dy[1:2, 3:4])
+    assert_same_bits(da3, expect_da[0])
+    assert_same_bits(db3, expect_db[:, 0])
+
+
+def test_empty_sums_are_positive_zero():
+    for m, k, n in [(3, 0, 4), (0, 5, 4), (3, 5, 0)]:
+        da, db = pam_matmul_exact_grads(np.ones((m, k), F32), np.ones((k, n), F32),
+                                        np.ones((m, n), F32))
+        assert_same_bits(da, np.zeros((m, k), F32))
+        assert_same_bits(db, np.zeros((k, n), F32))
+
+
+def test_errors():
+    with pytest.raises(ValueError):
+        pam_matmul_exact_grads(np.ones((2, 3), F32), np.ones((3, 4), F32), np.ones((2, 5), F32))
+    with pytest.raises(ValueError):
+        pam_matmul_exact_grads(np.ones((2, 3), F32), np.ones((4, 2), F32), np.ones((2, 2), F32))
+
+
+def test_thread_count_does_not_change_bits():
+    rng = np.random.default_rng(17)
+    a, b = data((2, 300, 90), "edge", rng), data((90, 200), "masked", rng)
+    dy = data((2, 300, 200), "fast", rng)
+    before = numba.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(threads)
+            runs.append(pam_matmul_exact_grads(a, b, dy))
+    finally:
+        numba.set_num_threads(before)
+    for x, y in zip(*runs):
+        assert_same_bits(x, y)

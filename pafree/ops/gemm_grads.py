@@ -1,65 +1,433 @@
-"""Exact derivatives of the PAM matrix product (SPEC section 4).
+"""Exact derivatives of the PAM matrix product (SPEC section 4), at GEMM speed.
 
 da[i, k] = sum_j dY[i, j] ⊙ pam_slope(A[i, k], B[k, j]) and
-db[k, j] = sum_i dY[i, j] ⊙ pam_slope(B[k, j], A[i, k]): each term is an exact
-PAM by a signed power of two, summed in float32 from +0.0 in increasing j
-(resp. i), so the result is independent of the thread count.
+db[k, j] = sum_i dY[i, j] ⊙ pam_slope(B[k, j], A[i, k]): each output is the
+float32 sum from +0.0 in increasing j (resp. i) of exact PAMs by signed powers
+of two; one thread owns each output, so the result is bit-identical to the
+scalar definition for any thread count.
 
-The kernels are plain vectorised loops over ``bits.pam_slope`` and ``bits.pam``:
-correct, about 20x slower than the forward GEMM (the exact matmul derivative
-is the non-default kind; SPEC section 5).
+How a term becomes one float add and three int ops (shown for da; db swaps
+the roles of A and B): with g = dY[i, j], the slope is
+s = sign(B) * 2**(E_B + c), c = [M_A + M_B >= 1], whose bits are
+``(B + mant(A)) & ~MANT``: adding A's mantissa field to B's bits carries into
+B's exponent exactly when c = 1. The PAM by s is exact, and while its result
+is a normal number its bits are ``(g - ONE) + s`` (the carry-free add also
+gives the sign). So per term: ``t = ((S + P) & ~MANT) + G`` with the packed
+planes S = B (slope base), P = mant(A) (carry) and G = dY - ONE.
+- Per block and K chunk, the magnitude bounds of dY and of the slope base
+  decide between three loops, as in the forward GEMM: *fast* (every term is a
+  normal number), *masked* (terms may be zero or underflow, none overflows: a
+  term is skipped unless its slope's exponent field ``(S + P) & EXP`` beats
+  the threshold packed beside dY; skipping a signed zero is exact because the
+  sum starts at +0.0) and *exact* (inf, NaN, huge values: the scalar
+  ``bits.pam(g, bits.pam_slope(...))``).
+- Register tiles of MR x NR outputs hold both the accumulators and the carry
+  plane P; the reduction runs innermost, vectorised over the NR contiguous
+  outputs. The operands are packed by the same kernel first: dY as G and
+  thresholds, the slope base with subnormals flushed to signed zero (as
+  pam_slope treats them), each with per-chunk magnitude bounds.
 """
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import carray, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, register_jitable
 
 from . import bits
 from .gemm import _as_float, _float32, _operands
 from .jit import cpu_kernel
 
+MR = 4           # rows of a register tile
+NR = 32          # columns of a register tile (2 zmm vectors)
+KC = 512         # reduction chunk: one bound per chunk of a packed panel
+MC = 16          # micro-panels per task (64 rows)
+EXP = bits.INF                              # exponent field
+NOT_MANT = ~bits.MANT                       # sign and exponent
+THR_BASE = bits.ONE + bits.MIN_NORMAL - 1   # term normal iff |s| > THR_BASE - |g|
+INT_MAX = 0x7FFFFFFF
+FAST, MASKED, EXACT = 0, 1, 2
+
+
+@intrinsic
+def _stack_floats(typingctx):
+    """MR * NR float32 on the stack (LLVM promotes them to registers)."""
+    def codegen(context, builder, sig, args):
+        return cgutils.alloca_once(builder, ir.FloatType(), size=MR * NR)
+    return types.CPointer(types.float32)(), codegen
+
+
+@intrinsic
+def _stack_ints(typingctx):
+    """MR * NR int32 on the stack (LLVM promotes them to registers)."""
+    def codegen(context, builder, sig, args):
+        return cgutils.alloca_once(builder, ir.IntType(32), size=MR * NR)
+    return types.CPointer(types.int32)(), codegen
+
+
+# ---------------------------------------------------------------- packing
+# x is (reduction, columns); a panel is the columns w0.. of width out.shape[-1].
+
+@register_jitable
+def pack_grads(x, w0, out, bound):
+    """out[0, q, w] = x[q, w0 + w] - ONE, out[1, q, w] = its term threshold;
+    bound[chunk] = (min, max) |x| over the chunk's real entries. Padding: 0, INT_MAX."""
+    rows, cols = x.shape
+    width = out.shape[2]
+    nw = min(width, cols - w0)
+    for ch in range(bound.shape[0]):
+        lo = np.int32(INT_MAX)
+        hi = np.int32(0)
+        for q in range(ch * KC, min(ch * KC + KC, rows)):
+            src = x[q]
+            g = out[0, q]
+            thr = out[1, q]
+            for w in range(nw):
+                v = src[w0 + w]
+                mag = np.int32(v & bits.MAG)
+                g[w] = np.int32(v - bits.ONE)
+                # a zero/subnormal g never passes; any normal slope beats MIN_NORMAL - 1
+                t = max(np.int32(THR_BASE - mag), np.int32(bits.MIN_NORMAL - 1))
+                thr[w] = t if mag >= bits.MIN_NORMAL else np.int32(INT_MAX)
+                lo = min(lo, mag)
+                hi = max(hi, mag)
+            for w in range(nw, width):
+                g[w] = 0
+                thr[w] = INT_MAX
+        bound[ch, 0] = lo
+        bound[ch, 1] = hi
+
+
+@register_jitable
+def pack_slopes(x, w0, out, bound):
+    """out[q, w] = x[q, w0 + w], subnormals flushed to signed zero, padding +0;
+    bound[chunk] = (min, max) of the flushed magnitudes over the real entries."""
+    rows, cols = x.shape
+    width = out.shape[1]
+    nw = min(width, cols - w0)
+    for ch in range(bound.shape[0]):
+        lo = np.int32(INT_MAX)
+        hi = np.int32(0)
+        for q in range(ch * KC, min(ch * KC + KC, rows)):
+            src = x[q]
+            dst = out[q]
+            for w in range(nw):
+                v = src[w0 + w]
+                mag = np.int32(v & bits.MAG)
+                normal = mag >= bits.MIN_NORMAL
+                dst[w] = v if normal else np.int32(v & bits.SIGN)
+                mag = mag if normal else np.int32(0)
+                lo = min(lo, mag)
+                hi = max(hi, mag)
+            for w in range(nw, width):
+                dst[w] = 0
+        bound[ch, 0] = lo
+        bound[ch, 1] = hi
+
+
+@register_jitable
+def carry_tile(x, r0, c0, p):
+    """p[r, c] = mantissa field of x[r0 + r, c0 + c] (0 unless normal, padding 0).
+
+    Returns True if the tile holds a NaN (its terms are NaN: the exact loop)."""
+    nr = min(MR, x.shape[0] - r0)
+    nc = min(NR, x.shape[1] - c0)
+    nan = False
+    p[:] = 0
+    for r in range(nr):
+        src = x[r0 + r]
+        for c in range(nc):
+            v = src[c0 + c]
+            mag = np.int32(v & bits.MAG)
+            p[r, c] = np.int32(v & bits.MANT) if mag >= bits.MIN_NORMAL else np.int32(0)
+            nan |= mag > bits.INF
+    return nan
+
+
+@register_jitable
+def tile_kind(g_bound, s_bound):
+    """FAST, MASKED or EXACT from the (min, max) magnitudes of dY and slope bases (int64)."""
+    g_lo = np.int64(g_bound[0])
+    g_hi = np.int64(g_bound[1])
+    s_lo = np.int64(s_bound[0])
+    s_hi = np.int64(s_bound[1])
+    # |s| <= (s_hi & EXP) + MIN_NORMAL; the slope itself must be finite (E_B + c <= 254)
+    if g_hi >= bits.INF or s_hi >= bits.INF - bits.MIN_NORMAL or \
+            g_hi + (s_hi & EXP) + bits.MIN_NORMAL - bits.ONE >= bits.INF:
+        return EXACT
+    if g_lo >= bits.MIN_NORMAL and s_lo >= bits.MIN_NORMAL and \
+            g_lo + (s_lo & EXP) - bits.ONE >= bits.MIN_NORMAL:
+        return FAST
+    return MASKED
+
+
+# ---------------------------------------------------------- register tiles
+# dst is flat float32: the tile's output C[0, 0] at base, rows rs apart.
+# p (MR, NR): carry plane; g (2, R, W): packed dY; s (R, W): packed slope bases.
+
+@register_jitable
+def load_tile(acc, dst, base, rs, first):
+    """acc = the MR x NR block at dst, or zeros for the first chunk."""
+    for r in range(MR):
+        row = dst[base + r * rs:base + r * rs + NR]
+        for c in range(NR):
+            acc[r, c] = 0.0 if first else row[c]
+
+
+@register_jitable
+def load_carry(p, carry):
+    for r in range(MR):
+        for c in range(NR):
+            p[r, c] = carry[r, c]
+
+
+@register_jitable
+def store_tile(acc, dst, base, rs):
+    for r in range(MR):
+        row = dst[base + r * rs:base + r * rs + NR]
+        for c in range(NR):
+            row[c] = acc[r, c]
+
+
+@register_jitable
+def tile_a_fast(dst, base, rs, first, carry, g, s, q0, q1):
+    """da tile: dY broadcast along the row, slope bases B^T vectorised. All terms normal."""
+    acc = carray(_stack_floats(), (MR, NR))
+    p = carray(_stack_ints(), (MR, NR))
+    load_tile(acc, dst, base, rs, first)
+    load_carry(p, carry)
+    for q in range(q0, q1):
+        sq = s[q]
+        gq = g[0, q]
+        for r in range(MR):
+            gr = gq[r]
+            for c in range(NR):
+                acc[r, c] += _as_float(np.int32(np.int32(np.int32(sq[c] + p[r, c]) & NOT_MANT) + gr))
+    store_tile(acc, dst, base, rs)
+
+
+@register_jitable
+def tile_a_masked(dst, base, rs, first, carry, g, s, q0, q1):
+    """da tile, terms may vanish: skipped unless the slope's exponent beats the threshold."""
+    acc = carray(_stack_floats(), (MR, NR))
+    p = carray(_stack_ints(), (MR, NR))
+    load_tile(acc, dst, base, rs, first)
+    load_carry(p, carry)
+    for q in range(q0, q1):
+        sq = s[q]
+        gq = g[0, q]
+        tq = g[1, q]
+        for r in range(MR):
+            gr = gq[r]
+            tr = tq[r]
+            for c in range(NR):
+                u = np.int32(sq[c] + p[r, c])
+                old = acc[r, c]
+                new = old + _as_float(np.int32(np.int32(u & NOT_MANT) + gr))
+                acc[r, c] = new if np.int32(u & EXP) > tr else old
+    store_tile(acc, dst, base, rs)
+
+
+@register_jitable
+def tile_b_fast(dst, base, rs, first, carry, g, s, q0, q1):
+    """db tile: slope bases A broadcast along the row, dY vectorised. All terms normal."""
+    acc = carray(_stack_floats(), (MR, NR))
+    p = carray(_stack_ints(), (MR, NR))
+    load_tile(acc, dst, base, rs, first)
+    load_carry(p, carry)
+    for q in range(q0, q1):
+        sq = s[q]
+        gq = g[0, q]
+        for r in range(MR):
+            sr = sq[r]
+            for c in range(NR):
+                acc[r, c] += _as_float(np.int32(np.int32(np.int32(sr + p[r, c]) & NOT_MANT) + gq[c]))
+    store_tile(acc, dst, base, rs)
+
+
+@register_jitable
+def tile_b_masked(dst, base, rs, first, carry, g, s, q0, q1):
+    """db tile, terms may vanish (see tile_a_masked)."""
+    acc = carray(_stack_floats(), (MR, NR))
+    p = carray(_stack_ints(), (MR, NR))
+    load_tile(acc, dst, base, rs, first)
+    load_carry(p, carry)
+    for q in range(q0, q1):
+        sq = s[q]
+        gq = g[0, q]
+        tq = g[1, q]
+        for r in range(MR):
+            sr = sq[r]
+            for c in range(NR):
+                u = np.int32(sr + p[r, c])
+                old = acc[r, c]
+                new = old + _as_float(np.int32(np.int32(u & NOT_MANT) + gq[c]))
+                acc[r, c] = new if np.int32(u & EXP) > tq[c] else old
+    store_tile(acc, dst, base, rs)
+
+
+@register_jitable
+def tile_exact(dst, base, rs, first, x, r0, c0, g, s, q0, q1, g_rows):
+    """Any operands: the scalar bits.pam(g, bits.pam_slope(x, s)), x the raw carry operand.
+
+    g_rows: dY is indexed by the tile row (da) rather than the column (db)."""
+    acc = carray(_stack_floats(), (MR, NR))
+    load_tile(acc, dst, base, rs, first)
+    nr = min(MR, x.shape[0] - r0)
+    nc = min(NR, x.shape[1] - c0)
+    for q in range(q0, q1):
+        for r in range(nr):
+            for c in range(nc):
+                gv = np.int32(g[0, q, r if g_rows else c] + bits.ONE)
+                sv = s[q, c if g_rows else r]
+                slope = bits.pam_slope(x[r0 + r, c0 + c], sv)
+                acc[r, c] += _as_float(np.int32(bits.pam(gv, slope)))
+    store_tile(acc, dst, base, rs)
+
+
+# ------------------------------------------------------------ task bodies
+
+@register_jitable
+def open_tile(out, rows, cols, r0, c0, scratch, first):
+    """(dst, base, rs) where the tile at out[r0, c0] (flat, C order) accumulates:
+    out itself when the tile is whole, else scratch holding a copy of its part."""
+    nr = min(MR, rows - r0)
+    nc = min(NR, cols - c0)
+    if nr == MR and nc == NR:
+        return out, r0 * cols + c0, cols
+    if not first:
+        for r in range(nr):
+            for c in range(nc):
+                scratch[r * NR + c] = out[(r0 + r) * cols + c0 + c]
+    return scratch, 0, NR
+
+
+@register_jitable
+def close_tile(out, rows, cols, r0, c0, scratch):
+    """Copy a partial tile's scratch back into out."""
+    nr = min(MR, rows - r0)
+    nc = min(NR, cols - c0)
+    if nr < MR or nc < NR:
+        for r in range(nr):
+            for c in range(nc):
+                out[(r0 + r) * cols + c0 + c] = scratch[r * NR + c]
+
+
+@register_jitable
+def grad_a_block(out, a, gp, g_bound, sp, s_bound, ib, kp, n):
+    """Row micro-panels ib*MC.. times column panel kp of da = out (flat M x K).
+
+    a (M, K) raw bits; gp (n_ip, 2, N, MR) packed dY; sp (n_kp, N, NR) packed B^T."""
+    m, k_total = a.shape
+    p = np.empty((MR, NR), np.int32)
+    scratch = np.empty(MR * NR, np.float32)
+    c0 = kp * NR
+    for ch in range(g_bound.shape[1]):
+        q0 = ch * KC
+        q1 = min(q0 + KC, n)
+        first = ch == 0
+        for ip in range(ib * MC, min(ib * MC + MC, gp.shape[0])):
+            r0 = ip * MR
+            dst, base, rs = open_tile(out, m, k_total, r0, c0, scratch, first)
+            nan = carry_tile(a, r0, c0, p)
+            kind = EXACT if nan else tile_kind(g_bound[ip, ch], s_bound[kp, ch])
+            if kind == FAST:
+                tile_a_fast(dst, base, rs, first, p, gp[ip], sp[kp], q0, q1)
+            elif kind == MASKED:
+                tile_a_masked(dst, base, rs, first, p, gp[ip], sp[kp], q0, q1)
+            else:
+                tile_exact(dst, base, rs, first, a, r0, c0, gp[ip], sp[kp], q0, q1, True)
+            close_tile(out, m, k_total, r0, c0, scratch)
+
+
+@register_jitable
+def grad_b_block(out, b, gp, g_bound, sp, s_bound, ib, jp, m):
+    """Row micro-panels ib*MC.. times column panel jp of db = out (flat K x N).
+
+    b (K, N) raw bits; gp (n_jp, 2, M, NR) packed dY; sp (n_kb, M, MR) packed A."""
+    k_total, n = b.shape
+    p = np.empty((MR, NR), np.int32)
+    scratch = np.empty(MR * NR, np.float32)
+    c0 = jp * NR
+    for ch in range(g_bound.shape[1]):
+        q0 = ch * KC
+        q1 = min(q0 + KC, m)
+        first = ch == 0
+        for kb in range(ib * MC, min(ib * MC + MC, sp.shape[0])):
+            r0 = kb * MR
+            dst, base, rs = open_tile(out, k_total, n, r0, c0, scratch, first)
+            nan = carry_tile(b, r0, c0, p)
+            kind = EXACT if nan else tile_kind(g_bound[jp, ch], s_bound[kb, ch])
+            if kind == FAST:
+                tile_b_fast(dst, base, rs, first, p, gp[jp], sp[kb], q0, q1)
+            elif kind == MASKED:
+                tile_b_masked(dst, base, rs, first, p, gp[jp], sp[kb], q0, q1)
+            else:
+                tile_exact(dst, base, rs, first, b, r0, c0, gp[jp], sp[kb], q0, q1, False)
+            close_tile(out, k_total, n, r0, c0, scratch)
+
 
 @cpu_kernel(parallel=True)
-def exact_grad_a(a, bt, dy, a_index, b_index, da):
+def exact_grad_a(a, b, dy, a_index, b_index, gp, g_bound, sp, s_bound, da):
     """da[z, i, k] = sum_j pam(dy[z, i, j], pam_slope(A[i, k], B[k, j])), j increasing.
 
-    a: (nbA, M, K) bits, bt: (nbB, N, K) bits of B transposed, dy: (nb, M, N) bits.
-    """
+    a (nbA, M, K), b (nbB, K, N), dy (nb, M, N) bits. Packs dY's row micro-panels
+    into gp (nb, n_ip, 2, N, MR) and B^T's column panels into sp (nbB, n_kp, N, NR)
+    (bounds per KC chunk of j), then runs tasks (z, row block, column panel)."""
     nb, m, k_total = da.shape
     n = dy.shape[2]
-    for t in prange(nb * m):
-        z = t // m
-        i = t - z * m
-        acc = da[z, i]
-        acc[:] = 0.0
-        a_row = a[a_index[z], i]
-        for j in range(n):
-            g = dy[z, i, j]
-            b_col = bt[b_index[z], j]
-            for k in range(k_total):
-                slope = bits.pam_slope(a_row[k], b_col[k])
-                acc[k] += _as_float(np.int32(bits.pam(g, slope)))
+    n_ip = gp.shape[1]
+    n_kp = sp.shape[1]
+    n_g = nb * n_ip
+    for t in prange(n_g + b.shape[0] * n_kp):
+        if t < n_g:
+            z = t // n_ip
+            ip = t - z * n_ip
+            pack_grads(dy[z].T, ip * MR, gp[z, ip], g_bound[z, ip])
+        else:
+            z = (t - n_g) // n_kp
+            kp = t - n_g - z * n_kp
+            pack_slopes(b[z].T, kp * NR, sp[z, kp], s_bound[z, kp])
+    n_ib = (n_ip + MC - 1) // MC
+    for t in prange(nb * n_ib * n_kp):
+        z = t // (n_ib * n_kp)
+        ib = (t // n_kp) % n_ib
+        kp = t % n_kp
+        grad_a_block(da[z].reshape(-1), a[a_index[z]], gp[z], g_bound[z],
+                     sp[b_index[z]], s_bound[b_index[z]], ib, kp, n)
 
 
 @cpu_kernel(parallel=True)
-def exact_grad_b(at, b, dy, a_index, b_index, db):
+def exact_grad_b(a, b, dy, a_index, b_index, gp, g_bound, sp, s_bound, db):
     """db[z, k, j] = sum_i pam(dy[z, i, j], pam_slope(B[k, j], A[i, k])), i increasing.
 
-    at: (nbA, K, M) bits of A transposed, b: (nbB, K, N) bits, dy: (nb, M, N) bits.
-    """
+    a (nbA, M, K), b (nbB, K, N), dy (nb, M, N) bits. Packs dY's column panels
+    into gp (nb, n_jp, 2, M, NR) and A's column micro-panels into sp (nbA, n_kb, M, MR)
+    (bounds per KC chunk of i), then runs tasks (z, row block, column panel)."""
     nb, k_total, n = db.shape
     m = dy.shape[1]
-    for t in prange(nb * k_total):
-        z = t // k_total
-        k = t - z * k_total
-        acc = db[z, k]
-        acc[:] = 0.0
-        b_row = b[b_index[z], k]
-        a_col = at[a_index[z], k]
-        for i in range(m):
-            a_ik = a_col[i]
-            g_row = dy[z, i]
-            for j in range(n):
-                slope = bits.pam_slope(b_row[j], a_ik)
-                acc[j] += _as_float(np.int32(bits.pam(g_row[j], slope)))
+    n_jp = gp.shape[1]
+    n_kb = sp.shape[1]
+    n_g = nb * n_jp
+    for t in prange(n_g + a.shape[0] * n_kb):
+        if t < n_g:
+            z = t // n_jp
+            jp = t - z * n_jp
+            pack_grads(dy[z], jp * NR, gp[z, jp], g_bound[z, jp])
+        else:
+            z = (t - n_g) // n_kb
+            kb = t - n_g - z * n_kb
+            pack_slopes(a[z], kb * MR, sp[z, kb], s_bound[z, kb])
+    n_ib = (n_kb + MC - 1) // MC
+    for t in prange(nb * n_ib * n_jp):
+        z = t // (n_ib * n_jp)
+        ib = (t // n_jp) % n_ib
+        jp = t % n_jp
+        grad_b_block(db[z].reshape(-1), b[b_index[z]], gp[z], g_bound[z],
+                     sp[a_index[z]], s_bound[a_index[z]], ib, jp, m)
+
+
+def _panels(size, width):
+    return (size + width - 1) // width
 
 
 def pam_matmul_exact_grads(a, b, dy):
@@ -79,15 +447,25 @@ def pam_matmul_exact_grads(a, b, dy):
     dy = _float32(dy, "pam_matmul_exact_grads")
     if dy.shape != out_shape:
         raise ValueError(f"pam_matmul_exact_grads: dy has shape {dy.shape}, expected {out_shape}")
-    dy3 = np.ascontiguousarray(dy.reshape((a_index.size, m, n))).view(np.int32)
-    da = np.zeros((a_index.size, m, k), np.float32)
-    db = np.zeros((a_index.size, k, n), np.float32)
-    if da.size and n:
-        exact_grad_a(np.ascontiguousarray(a3), np.ascontiguousarray(b3.swapaxes(1, 2)),
-                     dy3, a_index, b_index, da)
-    if db.size and m:
-        exact_grad_b(np.ascontiguousarray(a3.swapaxes(1, 2)), np.ascontiguousarray(b3),
-                     dy3, a_index, b_index, db)
+    nb = a_index.size
+    if m and k and n:
+        a3, b3 = np.ascontiguousarray(a3), np.ascontiguousarray(b3)
+        dy3 = np.ascontiguousarray(dy.reshape((nb, m, n))).view(np.int32)
+        da = np.empty((nb, m, k), np.float32)
+        db = np.empty((nb, k, n), np.float32)
+        n_ip, n_kp, n_j = _panels(m, MR), _panels(k, NR), _panels(n, KC)
+        exact_grad_a(a3, b3, dy3, a_index, b_index,
+                     np.empty((nb, n_ip, 2, n, MR), np.int32), np.empty((nb, n_ip, n_j, 2), np.int32),
+                     np.empty((b3.shape[0], n_kp, n, NR), np.int32),
+                     np.empty((b3.shape[0], n_kp, n_j, 2), np.int32), da)
+        n_jp, n_kb, n_i = _panels(n, NR), _panels(k, MR), _panels(m, KC)
+        exact_grad_b(a3, b3, dy3, a_index, b_index,
+                     np.empty((nb, n_jp, 2, m, NR), np.int32), np.empty((nb, n_jp, n_i, 2), np.int32),
+                     np.empty((a3.shape[0], n_kb, m, MR), np.int32),
+                     np.empty((a3.shape[0], n_kb, n_i, 2), np.int32), db)
+    else:                                  # an empty sum is +0.0
+        da = np.zeros((nb, m, k), np.float32)
+        db = np.zeros((nb, k, n), np.float32)
     da = da.reshape(batch + (m, k))
     db = db.reshape(batch + (k, n))
     if np.ndim(a) == 1:
