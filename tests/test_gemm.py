@@ -193,6 +193,7 @@ def test_thread_count_does_not_change_bits():
         for threads in (1, numba.config.NUMBA_NUM_THREADS):
             numba.set_num_threads(threads)
             runs.append([pam_matmul(a, b), pam_matmul(a[:180, :64].reshape(9, 20, 64), b[:64]),
+                         pam_matmul(a[:64], b[:, :70]),       # few row blocks: split per thread count
                          *pam_matmul_exact_grads(a[:60, :70], b[:70, :50], dy[:60, :50])])
         one, many = runs
     finally:

@@ -27,9 +27,12 @@ How it is fast (GotoBLAS structure, one integer add + one float add per term):
   registers, loaded from and stored to the output once per K chunk; tile
   edges go through a scratch tile, so no shape needs padding by the caller.
 
-- Tasks are (batch element, 64-row block, NR-column panel); many small
-  products (attention heads) instead run one task per batch element that
-  packs its own operands into L2 and multiplies them: one parallel launch.
+- Tasks are (batch element, row block of up to 64 rows, NR-column panel),
+  the row blocks shrinking until every thread has work (a weight gradient,
+  64 x 768 @ 768 x 64, would otherwise be one task; K is never split). Many
+  small products (attention heads) instead run one task per batch element
+  that packs its own operands into L2 and multiplies them: one parallel
+  launch.
 
 Transposed operands (``transpose_a``/``transpose_b``) are read in place by the
 packing; a product with few columns is computed as (B^T A^T)^T, which PAM's
@@ -53,7 +56,7 @@ from .jit import cpu_kernel
 MR = 4          # rows of a register tile
 NR = 64         # columns of a register tile (4 zmm vectors of int32/float32)
 KC = 256        # K chunk: a B panel's chunk (both planes) is 128 KiB, in L2
-MC = 16         # micro-panels of A per task (64 rows)
+MC = 16         # micro-panels of A per task (64 rows), at most
 L2_BYTES = 1 << 19  # a batch element whose packed operands fit here is packed inside its task
 THR_BASE = bits.ONE + bits.MIN_NORMAL - 1   # 0x3FFFFFFF: valid iff |b| > THR_BASE - |a|
 INT_MAX = 0x7FFFFFFF
@@ -260,8 +263,8 @@ def tile_kind(a_bound, b_bound):
 
 
 @register_jitable
-def gemm_block(pa, a_bound, pb, b_bound, ib, jp, m, n, out, base0, rs, cs):
-    """Rows block ib (MC micro-panels) times column panel jp of one product, into out.
+def gemm_block(pa, a_bound, pb, b_bound, ip0, ip1, jp, m, n, out, base0, rs, cs):
+    """Micro-panels ip0..ip1-1 of A times column panel jp of one product, into out.
 
     pa (M/MR, 2, MR, K), pb (N/NR, 2, K, NR) packed; out is flat, the product's
     C[0, 0] at base0, rows rs and columns cs apart. A tile whose place is not
@@ -276,7 +279,7 @@ def gemm_block(pa, a_bound, pb, b_bound, ib, jp, m, n, out, base0, rs, cs):
     for kc in range(a_bound.shape[1]):
         k0 = kc * KC
         k1 = min(k0 + KC, k_total)
-        for ip in range(ib * MC, min(ib * MC + MC, n_ip)):
+        for ip in range(ip0, ip1):
             i0 = ip * MR
             ni = min(MR, m - i0)
             base = base0 + i0 * rs + j0 * cs
@@ -300,14 +303,15 @@ def gemm_block(pa, a_bound, pb, b_bound, ib, jp, m, n, out, base0, rs, cs):
 
 
 @cpu_kernel(parallel=True)
-def pam_gemm_packed(pa, a_bound, pb, b_bound, a_index, b_index, m, n, out, out_strides):
+def pam_gemm_packed(pa, a_bound, pb, b_bound, a_index, b_index, m, n, mc, out, out_strides):
     """C[z] = A[a_index[z]] ⊙@ B[b_index[z]] from operands packed by ``pack``.
 
     out is a flat float32 array; out_strides (batch, row, column) in elements,
     so a transposed or batched destination needs no second specialisation.
-    Tasks are (z, row block, column panel).
+    Tasks are (z, row block of mc micro-panels, column panel).
     """
-    n_ib = (pa.shape[1] + MC - 1) // MC
+    n_ip = pa.shape[1]
+    n_ib = (n_ip + mc - 1) // mc
     n_jp = pb.shape[1]
     zs, rs, cs = out_strides
     for t in prange(a_index.shape[0] * n_ib * n_jp):
@@ -316,7 +320,8 @@ def pam_gemm_packed(pa, a_bound, pb, b_bound, a_index, b_index, m, n, out, out_s
         jp = t % n_jp
         za = a_index[z]
         zb = b_index[z]
-        gemm_block(pa[za], a_bound[za], pb[zb], b_bound[zb], ib, jp, m, n, out, z * zs, rs, cs)
+        gemm_block(pa[za], a_bound[za], pb[zb], b_bound[zb], ib * mc, min(ib * mc + mc, n_ip), jp,
+                   m, n, out, z * zs, rs, cs)
 
 
 @cpu_kernel(parallel=True)
@@ -334,9 +339,10 @@ def pam_gemm_batched(x, y, a_index, b_index, pa, a_bound, pb, b_bound, out, out_
             pack_a_panel(x[a_index[z]], ip, pa[me, ip], a_bound[me, ip])
         for jp in range(n_jp):
             pack_b_panel(y[b_index[z]], jp, pb[me, jp], b_bound[me, jp])
-        for ib in range((n_ip + MC - 1) // MC):
+        for ip0 in range(0, n_ip, MC):
             for jp in range(n_jp):
-                gemm_block(pa[me], a_bound[me], pb[me], b_bound[me], ib, jp, m, n, out, z * zs, rs, cs)
+                gemm_block(pa[me], a_bound[me], pb[me], b_bound[me], ip0, min(ip0 + MC, n_ip), jp,
+                           m, n, out, z * zs, rs, cs)
 
 
 # ------------------------------------------------------------- Python API
@@ -346,7 +352,7 @@ _workspace = threading.local()
 
 def _buffer(name, shape):
     """An int32 array of ``shape`` carved from a per-thread buffer reused between calls."""
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buf = getattr(_workspace, name, None)
     if buf is None or buf.size < size:
         buf = np.empty(max(size, 1), np.int32)
@@ -422,7 +428,10 @@ def _gemm(x, y, x_index, y_index, out, out_strides):
     a_bound = _buffer("a_bound", (x.shape[0], n_ip, n_kc, 2))
     b_bound = _buffer("b_bound", (y.shape[0], n_jp, n_kc, 2))
     pack(x, y, pa, a_bound, pb, b_bound)
-    pam_gemm_packed(pa, a_bound, pb, b_bound, x_index, y_index, m, n, out, out_strides)
+    # rows per task: MC micro-panels, fewer when that leaves threads idle (K is never
+    # split: every sum runs in increasing k)
+    mc = max(1, min(MC, n_ip * n_jp * x_index.size // (4 * numba.get_num_threads())))
+    pam_gemm_packed(pa, a_bound, pb, b_bound, x_index, y_index, m, n, mc, out, out_strides)
 
 
 def pam_matmul(a, b, transpose_a=False, transpose_b=False):
