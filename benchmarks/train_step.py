@@ -4,7 +4,8 @@ Both modes build the same model (same seed, same initial weights) and train on
 the same batch; each step is forward, loss, backward, gradient clipping and the
 AdamW update (PA arithmetic throughout in pa mode). The two modes alternate step
 by step, so both see the same machine load. Prints the median step per mode,
-the ratio pa / standard and the breakdown of the median step:
+the ratio pa / standard and the breakdown of the median step (each step starts
+after a pause, so that neither library's idle spinning threads slow the other):
 
   GEMM              time inside the matmul primitives (pam_matmul / fmatmul), forward and backward
   other primitives  time inside every other autograd primitive (elementwise, reductions, shapes)
@@ -22,6 +23,9 @@ from pafree.autograd import registry
 from pafree.train import build
 
 MODES = ("standard", "pa")
+# OpenBLAS worker threads spin for a while after a float matmul and would take the cores
+# from the next step's Numba threads (and the other way round): steps start after a pause
+PAUSE_S = 0.3
 GEMM = {"pam_matmul", "fmatmul"}
 CATEGORIES = ("GEMM", "other primitives", "optimizer", "Python/tape", "total")
 
@@ -90,6 +94,7 @@ def measure(steps, batch_size):
     try:
         for _ in range(steps):
             for mode, run in runs.items():
+                time.sleep(PAUSE_S)
                 rows[mode].append(timers.step(run, batch))
     finally:
         timers.uninstall()

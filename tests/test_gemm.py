@@ -134,8 +134,11 @@ def test_powers_of_two_equal_float_matmul():
     ((7,), (7,)),
     ((3, 3, 5, 33), (3, 1, 33, 70)),      # >= 8 small products: packed inside their tasks
     ((12, 9, 300), (300, 5)),
+    ((70, 12, 16), (70, 16, 11)),         # attention heads: many tiny products
+    ((2, 20, 1, 9), (20, 9, 32)),         # broadcast A
+    ((33, 5, 3), (1, 3, 7)),              # broadcast B
 ])
-@pytest.mark.parametrize("kind", ["masked", "edge"])
+@pytest.mark.parametrize("kind", ["fast", "masked", "edge"])
 def test_batched_broadcasting_matches_loop(shape_a, shape_b, kind):
     rng = np.random.default_rng(len(shape_a) * 10 + len(shape_b))
     a, b = data(shape_a, kind, rng), data(shape_b, kind, rng)
@@ -217,7 +220,8 @@ def test_kernel_audit_finds_no_float_multiply():
     rng = np.random.default_rng(15)
     a, b, dy = data((9, 300), "edge", rng), data((300, 70), "edge", rng), data((9, 70), "fast", rng)
     pam_matmul(a, b)                                          # all three tile loops
-    pam_matmul(np.stack([a[:, :30]] * 9), b[:30])             # many small products
+    many = 4 * numba.config.NUMBA_NUM_THREADS
+    pam_matmul(np.stack([a[:, :30]] * many), np.stack([b[:30]] * many))   # many small products
     pam_matmul_exact_grads(a[:, :20], b[:20], dy)
     for name in ("pack", "pam_gemm_packed", "pam_gemm_batched", "exact_grad_a", "exact_grad_b"):
         counts, forbidden = scan_dispatcher(KERNELS[name])

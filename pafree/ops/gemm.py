@@ -140,7 +140,6 @@ def pack_b_panel(y, jp, packed, bound):
     k_total, n = y.shape
     j0 = jp * NR
     nj = min(NR, n - j0)
-    pad_key = encode_b(bits.ONE)[1]
     for kc in range(bound.shape[0]):
         lo = np.int32(INT_MAX)
         hi = np.int32(0)
@@ -148,16 +147,14 @@ def pack_b_panel(y, jp, packed, bound):
             src = y[k, j0:j0 + nj]
             eb = packed[0, k]
             key = packed[1, k]
-            for j in range(nj):
-                v = src[j]
+            for j in range(NR):                     # full width: vectorises for any nj
+                real = j < nj
+                v = src[j] if real else bits.ONE
                 mag, kj = encode_b(v)
                 eb[j] = np.int32(v - bits.ONE)      # wraps: the sign rides along
                 key[j] = kj
-                lo = min(lo, mag)
-                hi = max(hi, mag)
-            for j in range(nj, NR):
-                eb[j] = 0
-                key[j] = pad_key
+                lo = min(lo, mag if real else INT_MAX)
+                hi = max(hi, mag if real else 0)
         bound[kc, 0] = lo
         bound[kc, 1] = hi
 
