@@ -27,7 +27,7 @@ def reference_grads(a, b, dy):
 
 
 @pytest.mark.parametrize("m,k,n", [
-    (23, 31, 17), (1, 1, 1), (4, 32, 8), (65, 33, 31),    # tiles are 4 x 32: edges everywhere
+    (23, 31, 17), (1, 1, 1), (16, 64, 8), (65, 33, 31),   # tiles are 8 x 32: whole ones, edges
     (9, 70, 600), (530, 40, 7),                           # more than one 512-long chunk
 ])
 @pytest.mark.parametrize("kind", ["fast", "masked", "edge"])

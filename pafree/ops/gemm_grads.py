@@ -14,19 +14,28 @@ B's exponent exactly when c = 1. The PAM by s is exact, and while its result
 is a normal number its bits are ``(g - ONE) + s`` (the carry-free add also
 gives the sign). So per term: ``t = ((S + P) & ~MANT) + G`` with the packed
 planes S = B (slope base), P = mant(A) (carry) and G = dY - ONE.
-- Per block and K chunk, the magnitude bounds of dY and of the slope base
-  decide between three loops, as in the forward GEMM: *fast* (every term is a
-  normal number), *masked* (terms may be zero or underflow, none overflows: a
-  term is skipped unless its slope's exponent field ``(S + P) & EXP`` beats
-  the threshold packed beside dY; skipping a signed zero is exact because the
-  sum starts at +0.0) and *exact* (inf, NaN, huge values: the scalar
-  ``bits.pam(g, bits.pam_slope(...))``).
-- Register tiles of MR x NR outputs hold both the accumulators and the carry
-  plane P; the reduction runs innermost, vectorised over the NR contiguous
-  outputs. The operands are packed by the same kernel first: dY as G and
-  thresholds, the slope base with subnormals flushed to signed zero (as
-  pam_slope treats them), each with per-chunk magnitude bounds.
+- Per tile and reduction chunk, the magnitude bounds of dY and of the slope
+  bases decide between three loops, as in the forward GEMM: *fast* (every
+  term is a normal number), *masked* (terms may be zero or underflow, none
+  overflows: a term is skipped unless its slope's exponent field
+  ``(S + P) & EXP`` beats a threshold of g; skipping a signed zero is exact
+  because the sum starts at +0.0) and *exact* (inf, NaN, huge values, a NaN
+  carry operand: the scalar ``bits.pam(g, bits.pam_slope(...))``).
+- An MR x NR tile of outputs keeps its accumulators in registers while the
+  reduction runs innermost, vectorised over the NR contiguous outputs; P is
+  the tile's own MR x NR block of mantissas. Each kernel first packs, in
+  parallel, its vector operand into NR-wide panels (B^T for da; dY as G and
+  thresholds for db) and its broadcast operand where needed (A for db; da
+  reads dY's rows in place), flushing subnormal slope bases to signed zero
+  as pam_slope treats them, with per-chunk magnitude bounds.
+- Tasks are (batch element, block of row micro-panels, column panel), the
+  blocks shrinking until every thread has work.
+Cost: three int ops and one float add per term against the forward GEMM's
+one and one; measured about 2x the forward GEMM per derivative (so about 4x
+for both), against about 35x for the plain loops over the scalar functions
+it replaces (benchmarks/gemm_grads.py).
 """
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import carray, prange, types
@@ -34,13 +43,13 @@ from numba.core import cgutils
 from numba.extending import intrinsic, register_jitable
 
 from . import bits
-from .gemm import _as_float, _float32, _operands
+from .gemm import _as_float, _buffer, _float32, _operands
 from .jit import cpu_kernel
 
-MR = 4           # rows of a register tile
-NR = 32          # columns of a register tile (2 zmm vectors)
-KC = 512         # reduction chunk: one bound per chunk of a packed panel
-MC = 16          # micro-panels per task (64 rows)
+MR = 8            # rows of a register tile
+NR = 32           # columns of a register tile (2 zmm vectors)
+KC = 512          # reduction chunk: one bound per chunk of a packed panel
+MC = 8            # micro-panels per task (64 rows), at most
 EXP = bits.INF                              # exponent field
 NOT_MANT = ~bits.MANT                       # sign and exponent
 THR_BASE = bits.ONE + bits.MIN_NORMAL - 1   # term normal iff |s| > THR_BASE - |g|
@@ -85,9 +94,7 @@ def pack_grads(x, w0, out, bound):
                 v = src[w0 + w]
                 mag = np.int32(v & bits.MAG)
                 g[w] = np.int32(v - bits.ONE)
-                # a zero/subnormal g never passes; any normal slope beats MIN_NORMAL - 1
-                t = max(np.int32(THR_BASE - mag), np.int32(bits.MIN_NORMAL - 1))
-                thr[w] = t if mag >= bits.MIN_NORMAL else np.int32(INT_MAX)
+                thr[w] = threshold(v)
                 lo = min(lo, mag)
                 hi = max(hi, mag)
             for w in range(nw, width):
@@ -122,6 +129,62 @@ def pack_slopes(x, w0, out, bound):
                 dst[w] = 0
         bound[ch, 0] = lo
         bound[ch, 1] = hi
+
+
+@register_jitable
+def pack_slopes_t(y, w0, out, bound):
+    """pack_slopes of y.T, reading y's rows (contiguous) rather than its columns."""
+    cols, rows = y.shape
+    width = out.shape[1]
+    nw = min(width, cols - w0)
+    for ch in range(bound.shape[0]):
+        q0 = ch * KC
+        q1 = min(q0 + KC, rows)
+        lo = np.int32(INT_MAX)
+        hi = np.int32(0)
+        for w in range(nw):
+            src = y[w0 + w]
+            for q in range(q0, q1):
+                v = src[q]
+                mag = np.int32(v & bits.MAG)
+                normal = mag >= bits.MIN_NORMAL
+                out[q, w] = v if normal else np.int32(v & bits.SIGN)
+                mag = mag if normal else np.int32(0)
+                lo = min(lo, mag)
+                hi = max(hi, mag)
+        for q in range(q0, q1):
+            for w in range(nw, width):
+                out[q, w] = 0
+        bound[ch, 0] = lo
+        bound[ch, 1] = hi
+
+
+@register_jitable
+def row_bounds(x, r0, bound):
+    """bound[chunk] = (min, max) |x| over rows r0..r0+MR (those that exist) and the chunk's columns."""
+    for ch in range(bound.shape[0]):
+        lo = np.int32(INT_MAX)
+        hi = np.int32(0)
+        for r in range(r0, min(r0 + MR, x.shape[0])):
+            src = x[r, ch * KC:min(ch * KC + KC, x.shape[1])]
+            for q in range(src.size):
+                mag = np.int32(src[q] & bits.MAG)
+                lo = min(lo, mag)
+                hi = max(hi, mag)
+        bound[ch, 0] = lo
+        bound[ch, 1] = hi
+
+
+@register_jitable
+def threshold(g):
+    """The term pam(g, s) is a normal number iff |s| > threshold(g) (INT_MAX: never).
+
+    Branch-free on purpose (LLVM turns a select here into a branch on g == 0)."""
+    mag = np.int32(g & bits.MAG)
+    # any normal slope beats MIN_NORMAL - 1
+    t = max(np.int32(THR_BASE - mag), np.int32(bits.MIN_NORMAL - 1))
+    tiny = np.int32(np.int32(mag - bits.MIN_NORMAL) >> 31)       # -1 for zero/subnormal g
+    return np.int32(t | np.int32(tiny & INT_MAX))
 
 
 @register_jitable
@@ -189,36 +252,37 @@ def store_tile(acc, dst, base, rs):
 
 
 @register_jitable
-def tile_a_fast(dst, base, rs, first, carry, g, s, q0, q1):
-    """da tile: dY broadcast along the row, slope bases B^T vectorised. All terms normal."""
+def tile_a_fast(dst, base, rs, first, carry, dy, i0, s, q0, q1):
+    """da tile: dY[i0 + r, q] broadcast along row r (a missing row repeats the last),
+    slope bases B^T vectorised. All terms normal."""
     acc = carray(_stack_floats(), (MR, NR))
     p = carray(_stack_ints(), (MR, NR))
     load_tile(acc, dst, base, rs, first)
     load_carry(p, carry)
+    last = dy.shape[0] - 1
     for q in range(q0, q1):
         sq = s[q]
-        gq = g[0, q]
         for r in range(MR):
-            gr = gq[r]
+            gr = np.int32(dy[min(i0 + r, last), q] - bits.ONE)
             for c in range(NR):
                 acc[r, c] += _as_float(np.int32(np.int32(np.int32(sq[c] + p[r, c]) & NOT_MANT) + gr))
     store_tile(acc, dst, base, rs)
 
 
 @register_jitable
-def tile_a_masked(dst, base, rs, first, carry, g, s, q0, q1):
+def tile_a_masked(dst, base, rs, first, carry, dy, i0, s, q0, q1):
     """da tile, terms may vanish: skipped unless the slope's exponent beats the threshold."""
     acc = carray(_stack_floats(), (MR, NR))
     p = carray(_stack_ints(), (MR, NR))
     load_tile(acc, dst, base, rs, first)
     load_carry(p, carry)
+    last = dy.shape[0] - 1
     for q in range(q0, q1):
         sq = s[q]
-        gq = g[0, q]
-        tq = g[1, q]
         for r in range(MR):
-            gr = gq[r]
-            tr = tq[r]
+            g = dy[min(i0 + r, last), q]
+            gr = np.int32(g - bits.ONE)
+            tr = threshold(g)
             for c in range(NR):
                 u = np.int32(sq[c] + p[r, c])
                 old = acc[r, c]
@@ -266,10 +330,10 @@ def tile_b_masked(dst, base, rs, first, carry, g, s, q0, q1):
 
 
 @register_jitable
-def tile_exact(dst, base, rs, first, x, r0, c0, g, s, q0, q1, g_rows):
+def tile_exact(dst, base, rs, first, x, r0, c0, dy, s, q0, q1, g_rows):
     """Any operands: the scalar bits.pam(g, bits.pam_slope(x, s)), x the raw carry operand.
 
-    g_rows: dY is indexed by the tile row (da) rather than the column (db)."""
+    dy: the raw dY bits, (M, N); g_rows (da): dY[r0 + r, q], else (db) dY[q, c0 + c]."""
     acc = carray(_stack_floats(), (MR, NR))
     load_tile(acc, dst, base, rs, first)
     nr = min(MR, x.shape[0] - r0)
@@ -277,8 +341,12 @@ def tile_exact(dst, base, rs, first, x, r0, c0, g, s, q0, q1, g_rows):
     for q in range(q0, q1):
         for r in range(nr):
             for c in range(nc):
-                gv = np.int32(g[0, q, r if g_rows else c] + bits.ONE)
-                sv = s[q, c if g_rows else r]
+                if g_rows:
+                    gv = dy[r0 + r, q]
+                    sv = s[q, c]
+                else:
+                    gv = dy[q, c0 + c]
+                    sv = s[q, r]
                 slope = bits.pam_slope(x[r0 + r, c0 + c], sv)
                 acc[r, c] += _as_float(np.int32(bits.pam(gv, slope)))
     store_tile(acc, dst, base, rs)
@@ -313,10 +381,10 @@ def close_tile(out, rows, cols, r0, c0, scratch):
 
 
 @register_jitable
-def grad_a_block(out, a, gp, g_bound, sp, s_bound, ib, kp, n):
-    """Row micro-panels ib*MC.. times column panel kp of da = out (flat M x K).
+def grad_a_block(out, a, dy, g_bound, sp, s_bound, ip0, ip1, kp, n):
+    """Row micro-panels ip0..ip1-1 times column panel kp of da = out (flat M x K).
 
-    a (M, K) raw bits; gp (n_ip, 2, N, MR) packed dY; sp (n_kp, N, NR) packed B^T."""
+    a (M, K) and dy (M, N) raw bits; sp (n_kp, N, NR) packed B^T."""
     m, k_total = a.shape
     p = np.empty((MR, NR), np.int32)
     scratch = np.empty(MR * NR, np.float32)
@@ -325,25 +393,25 @@ def grad_a_block(out, a, gp, g_bound, sp, s_bound, ib, kp, n):
         q0 = ch * KC
         q1 = min(q0 + KC, n)
         first = ch == 0
-        for ip in range(ib * MC, min(ib * MC + MC, gp.shape[0])):
+        for ip in range(ip0, ip1):
             r0 = ip * MR
             dst, base, rs = open_tile(out, m, k_total, r0, c0, scratch, first)
             nan = carry_tile(a, r0, c0, p)
             kind = EXACT if nan else tile_kind(g_bound[ip, ch], s_bound[kp, ch])
             if kind == FAST:
-                tile_a_fast(dst, base, rs, first, p, gp[ip], sp[kp], q0, q1)
+                tile_a_fast(dst, base, rs, first, p, dy, r0, sp[kp], q0, q1)
             elif kind == MASKED:
-                tile_a_masked(dst, base, rs, first, p, gp[ip], sp[kp], q0, q1)
+                tile_a_masked(dst, base, rs, first, p, dy, r0, sp[kp], q0, q1)
             else:
-                tile_exact(dst, base, rs, first, a, r0, c0, gp[ip], sp[kp], q0, q1, True)
+                tile_exact(dst, base, rs, first, a, r0, c0, dy, sp[kp], q0, q1, True)
             close_tile(out, m, k_total, r0, c0, scratch)
 
 
 @register_jitable
-def grad_b_block(out, b, gp, g_bound, sp, s_bound, ib, jp, m):
-    """Row micro-panels ib*MC.. times column panel jp of db = out (flat K x N).
+def grad_b_block(out, b, dy, gp, g_bound, sp, s_bound, kb0, kb1, jp, m):
+    """Row micro-panels kb0..kb1-1 times column panel jp of db = out (flat K x N).
 
-    b (K, N) raw bits; gp (n_jp, 2, M, NR) packed dY; sp (n_kb, M, MR) packed A."""
+    b (K, N) and dy (M, N) raw bits; gp (n_jp, 2, M, NR) packed dY; sp (n_kb, M, MR) packed A."""
     k_total, n = b.shape
     p = np.empty((MR, NR), np.int32)
     scratch = np.empty(MR * NR, np.float32)
@@ -352,7 +420,7 @@ def grad_b_block(out, b, gp, g_bound, sp, s_bound, ib, jp, m):
         q0 = ch * KC
         q1 = min(q0 + KC, m)
         first = ch == 0
-        for kb in range(ib * MC, min(ib * MC + MC, sp.shape[0])):
+        for kb in range(kb0, kb1):
             r0 = kb * MR
             dst, base, rs = open_tile(out, k_total, n, r0, c0, scratch, first)
             nan = carry_tile(b, r0, c0, p)
@@ -362,47 +430,49 @@ def grad_b_block(out, b, gp, g_bound, sp, s_bound, ib, jp, m):
             elif kind == MASKED:
                 tile_b_masked(dst, base, rs, first, p, gp[jp], sp[kb], q0, q1)
             else:
-                tile_exact(dst, base, rs, first, b, r0, c0, gp[jp], sp[kb], q0, q1, False)
+                tile_exact(dst, base, rs, first, b, r0, c0, dy, sp[kb], q0, q1, False)
             close_tile(out, k_total, n, r0, c0, scratch)
 
 
 @cpu_kernel(parallel=True)
-def exact_grad_a(a, b, dy, a_index, b_index, gp, g_bound, sp, s_bound, da):
+def exact_grad_a(a, b, dy, a_index, b_index, g_bound, sp, s_bound, mc, da):
     """da[z, i, k] = sum_j pam(dy[z, i, j], pam_slope(A[i, k], B[k, j])), j increasing.
 
-    a (nbA, M, K), b (nbB, K, N), dy (nb, M, N) bits. Packs dY's row micro-panels
-    into gp (nb, n_ip, 2, N, MR) and B^T's column panels into sp (nbB, n_kp, N, NR)
-    (bounds per KC chunk of j), then runs tasks (z, row block, column panel)."""
+    a (nbA, M, K), b (nbB, K, N), dy (nb, M, N) bits. Records dY's bounds per
+    row micro-panel in g_bound (nb, n_ip, n_jc, 2), packs B^T's column panels
+    into sp (nbB, n_kp, N, NR) (bounds per KC chunk of j), then runs tasks
+    (z, row block of mc micro-panels, column panel); the tiles read dY in place."""
     nb, m, k_total = da.shape
     n = dy.shape[2]
-    n_ip = gp.shape[1]
+    n_ip = g_bound.shape[1]
     n_kp = sp.shape[1]
     n_g = nb * n_ip
     for t in prange(n_g + b.shape[0] * n_kp):
         if t < n_g:
             z = t // n_ip
             ip = t - z * n_ip
-            pack_grads(dy[z].T, ip * MR, gp[z, ip], g_bound[z, ip])
+            row_bounds(dy[z], ip * MR, g_bound[z, ip])
         else:
             z = (t - n_g) // n_kp
             kp = t - n_g - z * n_kp
-            pack_slopes(b[z].T, kp * NR, sp[z, kp], s_bound[z, kp])
-    n_ib = (n_ip + MC - 1) // MC
+            pack_slopes_t(b[z], kp * NR, sp[z, kp], s_bound[z, kp])
+    n_ib = (n_ip + mc - 1) // mc
     for t in prange(nb * n_ib * n_kp):
         z = t // (n_ib * n_kp)
         ib = (t // n_kp) % n_ib
         kp = t % n_kp
-        grad_a_block(da[z].reshape(-1), a[a_index[z]], gp[z], g_bound[z],
-                     sp[b_index[z]], s_bound[b_index[z]], ib, kp, n)
+        grad_a_block(da[z].reshape(-1), a[a_index[z]], dy[z], g_bound[z], sp[b_index[z]],
+                     s_bound[b_index[z]], ib * mc, min(ib * mc + mc, n_ip), kp, n)
 
 
 @cpu_kernel(parallel=True)
-def exact_grad_b(a, b, dy, a_index, b_index, gp, g_bound, sp, s_bound, db):
+def exact_grad_b(a, b, dy, a_index, b_index, gp, g_bound, sp, s_bound, mc, db):
     """db[z, k, j] = sum_i pam(dy[z, i, j], pam_slope(B[k, j], A[i, k])), i increasing.
 
     a (nbA, M, K), b (nbB, K, N), dy (nb, M, N) bits. Packs dY's column panels
     into gp (nb, n_jp, 2, M, NR) and A's column micro-panels into sp (nbA, n_kb, M, MR)
-    (bounds per KC chunk of i), then runs tasks (z, row block, column panel)."""
+    (bounds per KC chunk of i), then runs tasks (z, row block of mc micro-panels,
+    column panel)."""
     nb, k_total, n = db.shape
     m = dy.shape[1]
     n_jp = gp.shape[1]
@@ -417,17 +487,25 @@ def exact_grad_b(a, b, dy, a_index, b_index, gp, g_bound, sp, s_bound, db):
             z = (t - n_g) // n_kb
             kb = t - n_g - z * n_kb
             pack_slopes(a[z], kb * MR, sp[z, kb], s_bound[z, kb])
-    n_ib = (n_kb + MC - 1) // MC
+    n_ib = (n_kb + mc - 1) // mc
     for t in prange(nb * n_ib * n_jp):
         z = t // (n_ib * n_jp)
         ib = (t // n_jp) % n_ib
         jp = t % n_jp
-        grad_b_block(db[z].reshape(-1), b[b_index[z]], gp[z], g_bound[z],
-                     sp[a_index[z]], s_bound[a_index[z]], ib, jp, m)
+        grad_b_block(db[z].reshape(-1), b[b_index[z]], dy[z], gp[z], g_bound[z], sp[a_index[z]],
+                     s_bound[a_index[z]], ib * mc, min(ib * mc + mc, n_kb), jp, m)
 
 
 def _panels(size, width):
     return (size + width - 1) // width
+
+
+def _block(n_row_panels, other_tasks):
+    """Micro-panels per task: MC, halved while a thread would be left without a task."""
+    mc = MC
+    while mc > 1 and other_tasks * _panels(n_row_panels, mc) < numba.get_num_threads():
+        mc //= 2
+    return mc
 
 
 def pam_matmul_exact_grads(a, b, dy):
@@ -453,16 +531,16 @@ def pam_matmul_exact_grads(a, b, dy):
         dy3 = np.ascontiguousarray(dy.reshape((nb, m, n))).view(np.int32)
         da = np.empty((nb, m, k), np.float32)
         db = np.empty((nb, k, n), np.float32)
+        # packed operands and bounds live in per-thread buffers reused between calls
         n_ip, n_kp, n_j = _panels(m, MR), _panels(k, NR), _panels(n, KC)
-        exact_grad_a(a3, b3, dy3, a_index, b_index,
-                     np.empty((nb, n_ip, 2, n, MR), np.int32), np.empty((nb, n_ip, n_j, 2), np.int32),
-                     np.empty((b3.shape[0], n_kp, n, NR), np.int32),
-                     np.empty((b3.shape[0], n_kp, n_j, 2), np.int32), da)
+        exact_grad_a(a3, b3, dy3, a_index, b_index, _buffer("grad_a_g_bound", (nb, n_ip, n_j, 2)),
+                     _buffer("grad_a_s", (b3.shape[0], n_kp, n, NR)),
+                     _buffer("grad_a_s_bound", (b3.shape[0], n_kp, n_j, 2)), _block(n_ip, nb * n_kp), da)
         n_jp, n_kb, n_i = _panels(n, NR), _panels(k, MR), _panels(m, KC)
-        exact_grad_b(a3, b3, dy3, a_index, b_index,
-                     np.empty((nb, n_jp, 2, m, NR), np.int32), np.empty((nb, n_jp, n_i, 2), np.int32),
-                     np.empty((a3.shape[0], n_kb, m, MR), np.int32),
-                     np.empty((a3.shape[0], n_kb, n_i, 2), np.int32), db)
+        exact_grad_b(a3, b3, dy3, a_index, b_index, _buffer("grad_b_g", (nb, n_jp, 2, m, NR)),
+                     _buffer("grad_b_g_bound", (nb, n_jp, n_i, 2)),
+                     _buffer("grad_b_s", (a3.shape[0], n_kb, m, MR)),
+                     _buffer("grad_b_s_bound", (a3.shape[0], n_kb, n_i, 2)), _block(n_kb, nb * n_jp), db)
     else:                                  # an empty sum is +0.0
         da = np.zeros((nb, m, k), np.float32)
         db = np.zeros((nb, k, n), np.float32)
