@@ -53,9 +53,11 @@ def single_terms(g_values, a_values, b_values):
 CARRY_A = F32([1.0, 1.5, 1.75, 1.25, -1.5, 1.9999999, 0.0])    # mantissas that do / don't carry
 LOWEST_PRODUCT_MIN_NORMAL = F32([TWO ** -63, 1.5 * TWO ** -63, 1.9999999 * TWO ** -63, -TWO ** -62,
                                  1.0, -3.0, 1.5 * TWO ** 62, 1.9999999 * TWO ** 63])
-NEAR_UNDERFLOW = F32([TWO ** -63, 1.5 * TWO ** -63, TWO ** -64, 1.25 * TWO ** -64, 1.75 * TWO ** -64,
-                      -1.5 * TWO ** -62, TWO ** -62, 0.75 * TWO ** -63, 1.0, -3.0,
-                      0.0, -0.0, f32(1), f32(0x807FFFFF), f32(0x00400000)])
+ALMOST_TWO = f32(0x3FFFFFFF)                                   # mantissa all ones: |g| + |s| can
+NEAR_UNDERFLOW = F32([TWO ** -63, 1.5 * TWO ** -63, TWO ** -64, 1.25 * TWO ** -64,  # land 1 below
+                      ALMOST_TWO * TWO ** -64, -ALMOST_TWO * TWO ** -63,             # the threshold
+                      -1.5 * TWO ** -62, TWO ** -62, 0.75 * TWO ** -63, 1.0, -3.0])
+FLUSHED = F32([0.0, -0.0, f32(1), f32(0x807FFFFF), f32(0x00400000)])
 NEAR_OVERFLOW = F32([TWO ** 63, 1.5 * TWO ** 63, -TWO ** 64, 1.75 * TWO ** 64, 1.5 * TWO ** 62,
                      TWO ** 126, 1.5 * TWO ** 126, 1.5 * TWO ** 127, f32(0x7F7FFFFF), 1e-20])
 
@@ -70,7 +72,8 @@ def magnitude_bound(x, flush):
 
 @pytest.mark.parametrize("values,loop", [
     (LOWEST_PRODUCT_MIN_NORMAL, gemm_grads.FAST),      # every term normal, the lowest 2**-126
-    (NEAR_UNDERFLOW, gemm_grads.MASKED),               # zeros, subnormals, terms that underflow
+    (NEAR_UNDERFLOW, gemm_grads.MASKED),               # all normal, some terms underflow
+    (np.concatenate([NEAR_UNDERFLOW, FLUSHED]), gemm_grads.MASKED),    # and zeros, subnormals
     (NEAR_OVERFLOW, gemm_grads.EXACT),                 # slopes 2**127, 2**128 (inf), overflow
     (np.concatenate([EDGE, SPECIAL]), gemm_grads.EXACT),
 ])

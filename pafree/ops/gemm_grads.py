@@ -194,16 +194,17 @@ def carry_tile(x, r0, c0, p):
     Returns True if the tile holds a NaN (its terms are NaN: the exact loop)."""
     nr = min(MR, x.shape[0] - r0)
     nc = min(NR, x.shape[1] - c0)
-    nan = False
+    hi = np.int32(0)
     p[:] = 0
     for r in range(nr):
-        src = x[r0 + r]
+        src = x[r0 + r, c0:c0 + nc]
+        dst = p[r]
         for c in range(nc):
-            v = src[c0 + c]
+            v = src[c]
             mag = np.int32(v & bits.MAG)
-            p[r, c] = np.int32(v & bits.MANT) if mag >= bits.MIN_NORMAL else np.int32(0)
-            nan |= mag > bits.INF
-    return nan
+            dst[c] = np.int32(v & bits.MANT) if mag >= bits.MIN_NORMAL else np.int32(0)
+            hi = max(hi, mag)
+    return hi > bits.INF
 
 
 @register_jitable
