@@ -13,7 +13,9 @@ s = sign(B) * 2**(E_B + c), c = [M_A + M_B >= 1], whose bits are
 B's exponent exactly when c = 1. The PAM by s is exact, and while its result
 is a normal number its bits are ``(g - ONE) + s`` (the carry-free add also
 gives the sign). So per term: ``t = ((S + P) & ~MANT) + G`` with the packed
-planes S = B (slope base), P = mant(A) (carry) and G = dY - ONE.
+planes S = B (slope base), P = mant(A) (carry) and G = dY - ONE (da moves
+the - ONE into P instead, ONE's mantissa field being zero, and broadcasts dY
+as it is).
 - Per tile and reduction chunk, the magnitude bounds of dY and of the slope
   bases decide between three loops, as in the forward GEMM: *fast* (every
   term is a normal number), *masked* (terms may be zero or underflow, none
@@ -54,6 +56,7 @@ EXP = bits.INF                              # exponent field
 NOT_MANT = ~bits.MANT                       # sign and exponent
 THR_BASE = bits.ONE + bits.MIN_NORMAL - 1   # term normal iff |s| > THR_BASE - |g|
 INT_MAX = 0x7FFFFFFF
+TOP_EXP = 1 << 30                            # top bit of the exponent field
 FAST, MASKED, EXACT = 0, 1, 2
 
 
@@ -94,7 +97,7 @@ def pack_grads(x, w0, out, bound):
                 v = src[w0 + w]
                 mag = np.int32(v & bits.MAG)
                 g[w] = np.int32(v - bits.ONE)
-                thr[w] = threshold(v)
+                thr[w] = threshold(v, 0)
                 lo = min(lo, mag)
                 hi = max(hi, mag)
             for w in range(nw, width):
@@ -176,13 +179,13 @@ def row_bounds(x, r0, bound):
 
 
 @register_jitable
-def threshold(g):
-    """The term pam(g, s) is a normal number iff |s| > threshold(g) (INT_MAX: never).
-
-    Branch-free on purpose (LLVM turns a select here into a branch on g == 0)."""
+def threshold(g, offset):
+    """offset + t(g), INT_MAX for a zero/subnormal g: the term pam(g, s) is a normal
+    number iff |s| > t(g). Branch-free on purpose (LLVM turns a select here into a
+    branch on g == 0, which mispredicts on gradients full of zeros)."""
     mag = np.int32(g & bits.MAG)
     # any normal slope beats MIN_NORMAL - 1
-    t = max(np.int32(THR_BASE - mag), np.int32(bits.MIN_NORMAL - 1))
+    t = np.int32(max(np.int32(THR_BASE - mag), np.int32(bits.MIN_NORMAL - 1)) + offset)
     tiny = np.int32(np.int32(mag - bits.MIN_NORMAL) >> 31)       # -1 for zero/subnormal g
     return np.int32(t | np.int32(tiny & INT_MAX))
 
@@ -238,10 +241,10 @@ def load_tile(acc, dst, base, rs, first):
 
 
 @register_jitable
-def load_carry(p, carry):
+def load_carry(p, carry, offset):
     for r in range(MR):
         for c in range(NR):
-            p[r, c] = carry[r, c]
+            p[r, c] = np.int32(carry[r, c] + offset)
 
 
 @register_jitable
@@ -255,16 +258,19 @@ def store_tile(acc, dst, base, rs):
 @register_jitable
 def tile_a_fast(dst, base, rs, first, carry, dy, i0, s, q0, q1):
     """da tile: dY[i0 + r, q] broadcast along row r (a missing row repeats the last),
-    slope bases B^T vectorised. All terms normal."""
+    slope bases B^T vectorised. All terms normal.
+
+    The carry plane holds mant(A) - ONE here: ((S + P - ONE) & ~MANT) = s - ONE
+    (ONE's mantissa field is zero), so g needs no adjusting."""
     acc = carray(_stack_floats(), (MR, NR))
     p = carray(_stack_ints(), (MR, NR))
     load_tile(acc, dst, base, rs, first)
-    load_carry(p, carry)
+    load_carry(p, carry, -bits.ONE)
     last = dy.shape[0] - 1
     for q in range(q0, q1):
         sq = s[q]
         for r in range(MR):
-            gr = np.int32(dy[min(i0 + r, last), q] - bits.ONE)
+            gr = dy[min(i0 + r, last), q]
             for c in range(NR):
                 acc[r, c] += _as_float(np.int32(np.int32(np.int32(sq[c] + p[r, c]) & NOT_MANT) + gr))
     store_tile(acc, dst, base, rs)
@@ -272,23 +278,25 @@ def tile_a_fast(dst, base, rs, first, carry, dy, i0, s, q0, q1):
 
 @register_jitable
 def tile_a_masked(dst, base, rs, first, carry, dy, i0, s, q0, q1):
-    """da tile, terms may vanish: skipped unless the slope's exponent beats the threshold."""
+    """da tile, terms may vanish: skipped unless the slope's exponent beats the threshold.
+
+    With P = mant(A) - ONE (see tile_a_fast), u = S + P has the exponent field
+    E_s - 127 mod 256; flipping its top bit gives E_s + 1: the key |s| + MIN_NORMAL."""
     acc = carray(_stack_floats(), (MR, NR))
     p = carray(_stack_ints(), (MR, NR))
     load_tile(acc, dst, base, rs, first)
-    load_carry(p, carry)
+    load_carry(p, carry, -bits.ONE)
     last = dy.shape[0] - 1
     for q in range(q0, q1):
         sq = s[q]
         for r in range(MR):
-            g = dy[min(i0 + r, last), q]
-            gr = np.int32(g - bits.ONE)
-            tr = threshold(g)
+            gr = dy[min(i0 + r, last), q]
+            tr = threshold(gr, bits.MIN_NORMAL)
             for c in range(NR):
                 u = np.int32(sq[c] + p[r, c])
                 old = acc[r, c]
                 new = old + _as_float(np.int32(np.int32(u & NOT_MANT) + gr))
-                acc[r, c] = new if np.int32(u & EXP) > tr else old
+                acc[r, c] = new if np.int32(np.int32(u & EXP) ^ TOP_EXP) > tr else old
     store_tile(acc, dst, base, rs)
 
 
@@ -298,7 +306,7 @@ def tile_b_fast(dst, base, rs, first, carry, g, s, q0, q1):
     acc = carray(_stack_floats(), (MR, NR))
     p = carray(_stack_ints(), (MR, NR))
     load_tile(acc, dst, base, rs, first)
-    load_carry(p, carry)
+    load_carry(p, carry, 0)
     for q in range(q0, q1):
         sq = s[q]
         gq = g[0, q]
@@ -315,7 +323,7 @@ def tile_b_masked(dst, base, rs, first, carry, g, s, q0, q1):
     acc = carray(_stack_floats(), (MR, NR))
     p = carray(_stack_ints(), (MR, NR))
     load_tile(acc, dst, base, rs, first)
-    load_carry(p, carry)
+    load_carry(p, carry, 0)
     for q in range(q0, q1):
         sq = s[q]
         gq = g[0, q]
