@@ -5,7 +5,7 @@
 Prints, per shape (M x K x N: A is M x K, B is K x N), data kind and thread
 count, the best time of ``pam_matmul_exact_grads(a, b, dy)`` (both
 derivatives), of the forward ``pam_matmul(a, b)`` and of the float baseline's
-two backward products ``dy @ b.T`` and ``a.T @ dy`` (numpy float32), and the
+two backward products ``dy @ b^T`` and ``a^T @ dy`` (numpy float32), and the
 ratios. The plain loops over the scalar ``bits.pam_slope``/``bits.pam`` that
 these kernels replaced measured, on this machine, 1 thread: 15.4 ms at 256^3
 (36x the forward), 121 ms at 512^3 (38x), 12.0 ms at 768x64x256 (29x).
@@ -27,16 +27,21 @@ from threadpoolctl import threadpool_limits
 from gemm import OPENBLAS_SLEEP_S, best_time, make   # benchmarks/gemm.py (re-executes
 from pafree.ops import pam_matmul, pam_matmul_exact_grads   # without OPENBLAS_* settings)
 
-SHAPES = [(256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (768, 64, 256), (768, 256, 64)]
+# (batch, M, K, N): square, a transformer block's projections, attention heads
+SHAPES = [((), 256, 256, 256), ((), 512, 512, 512), ((), 1024, 1024, 1024),
+          ((), 768, 64, 256), ((), 768, 256, 64), ((64,), 128, 64, 128)]
 
 
 def measure(a, b, dy, threads, rounds):
     """Best wall times (exact grads, forward PAM GEMM, float backward) over alternating rounds."""
     numba.set_num_threads(threads)
+    def float_backward():
+        return dy @ b.swapaxes(-1, -2), a.swapaxes(-1, -2) @ dy
+
     grads = forward = blas = float("inf")
     for _ in range(rounds):
         with threadpool_limits(threads, user_api="blas"):
-            blas = min(blas, best_time(lambda: (dy @ b.T, a.T @ dy))[0])
+            blas = min(blas, best_time(float_backward)[0])
         time.sleep(OPENBLAS_SLEEP_S)
         forward = min(forward, best_time(lambda: pam_matmul(a, b))[0])
         grads = min(grads, best_time(lambda: pam_matmul_exact_grads(a, b, dy))[0])
@@ -49,14 +54,16 @@ def main():
     args = parser.parse_args()
     print(f"numba {numba.__version__}, cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
     rng = np.random.default_rng(0)
-    print(f"{'M x K x N':>16} {'data':>8} {'thr':>3} {'grads ms':>9} {'fwd ms':>8} {'float ms':>9} "
+    print(f"{'M x K x N':>20} {'data':>8} {'thr':>3} {'grads ms':>9} {'fwd ms':>8} {'float ms':>9} "
           f"{'grads/fwd':>9} {'grads/float':>11}")
-    for m, k, n in SHAPES:
+    for batch, m, k, n in SHAPES:
+        label = "".join(f"{z}x(" for z in batch) + f"{m}x{k}x{n}" + ")" * len(batch)
         for kind in ("well", "general"):
-            a, b, dy = make((m, k), kind, rng), make((k, n), "well", rng), make((m, n), kind, rng)
+            a, b = make(batch + (m, k), kind, rng), make(batch + (k, n), "well", rng)
+            dy = make(batch + (m, n), kind, rng)
             for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
                 grads, forward, blas = measure(a, b, dy, threads, args.rounds)
-                print(f"{f'{m}x{k}x{n}':>16} {kind:>8} {threads:>3} {grads * 1e3:9.2f} "
+                print(f"{label:>20} {kind:>8} {threads:>3} {grads * 1e3:9.2f} "
                       f"{forward * 1e3:8.2f} {blas * 1e3:9.2f} {grads / forward:9.2f} "
                       f"{grads / blas:11.2f}", flush=True)
     print(f"load at end {os.getloadavg()[0]:.2f}")

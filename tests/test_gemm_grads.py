@@ -63,7 +63,7 @@ NEAR_OVERFLOW = F32([TWO ** 63, 1.5 * TWO ** 63, -TWO ** 64, 1.75 * TWO ** 64, 1
 
 
 def magnitude_bound(x, flush):
-    """(min, max) |bits| as the packing records them (flush: subnormal slope bases count as 0)."""
+    """(min, max) |bits| as the kernels record them (flush: subnormal B^T entries count as 0)."""
     mag = x.view(np.int32) & bits.MAG
     if flush:
         mag = np.where(mag < bits.MIN_NORMAL, 0, mag)
@@ -79,7 +79,8 @@ def magnitude_bound(x, flush):
 ])
 def test_every_single_term_on_the_boundaries(values, loop):
     """Each output one term: every (dY, A, B) triple matches pam(dY, pam_slope(A, B))."""
-    assert gemm_grads.tile_kind(magnitude_bound(values, False), magnitude_bound(values, True)) == loop
+    bounds = magnitude_bound(values, False), magnitude_bound(values, True)     # dY, slope bases
+    assert gemm_grads.tile_kind(*bounds) == loop
     a_values = np.concatenate([CARRY_A, values[:4]])
     with np.errstate(over="ignore", invalid="ignore"):
         a, b, dy, expect = single_terms(values, a_values, values)
@@ -92,7 +93,8 @@ def test_every_single_term_on_the_boundaries(values, loop):
 def test_blocks_choose_their_own_path():
     """One NaN, one inf, one slope overflow, zero rows: only their blocks leave the fast loop."""
     rng = np.random.default_rng(7)
-    a, b, dy = data((150, 70), "fast", rng), data((70, 600), "fast", rng), data((150, 600), "fast", rng)
+    a, b = data((150, 70), "fast", rng), data((70, 600), "fast", rng)
+    dy = data((150, 600), "fast", rng)
     a[3, 50] = np.nan
     dy[100, 550] = np.inf
     b[20, 140] = 1.5 * TWO ** 127          # slope 2**128 where A's mantissa carries: inf
