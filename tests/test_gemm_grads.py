@@ -63,7 +63,7 @@ NEAR_OVERFLOW = F32([TWO ** 63, 1.5 * TWO ** 63, -TWO ** 64, 1.75 * TWO ** 64, 1
 
 
 def magnitude_bound(x, flush):
-    """(min, max) |bits| as the kernels record them (flush: subnormal B^T entries count as 0)."""
+    """(min, max) |bits| as the kernels record them (flush: subnormal slope bases count as 0)."""
     mag = x.view(np.int32) & bits.MAG
     if flush:
         mag = np.where(mag < bits.MIN_NORMAL, 0, mag)

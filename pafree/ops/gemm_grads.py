@@ -26,10 +26,10 @@ as it is).
 - An MR x NR tile of outputs keeps its accumulators in registers while the
   reduction runs innermost, vectorised over the NR contiguous outputs; P is
   the tile's own MR x NR block of mantissas. Each kernel first packs, in
-  parallel, its vector operand into NR-wide panels (B^T for da, its
-  subnormals flushed to signed zero as pam_slope treats them; dY as G and
-  thresholds for db) and records per-chunk magnitude bounds of both
-  operands; the broadcast operand (dY for da, A for db) is read in place.
+  parallel, its vector operand into NR-wide panels (B^T for da; dY as G and
+  thresholds for db) and its broadcast operand where needed (A for db; da
+  reads dY's rows in place), flushing subnormal slope bases to signed zero
+  as pam_slope treats them, with per-chunk magnitude bounds.
 - Tasks are (batch element, block of row micro-panels, column panel), the
   blocks shrinking until every thread has work.
 Cost: three int ops and one float add per term against the forward GEMM's
@@ -108,10 +108,35 @@ def pack_grads(x, w0, out, bound):
 
 
 @register_jitable
-def pack_slopes(y, w0, out, bound):
-    """out[q, w] = y[w0 + w, q] (a panel of y transposed, read along y's rows) with
-    subnormals flushed to signed zero, padding +0; bound[chunk] = (min, max) of the
-    flushed magnitudes over the chunk's real entries."""
+def pack_slopes(x, w0, out, bound):
+    """out[q, w] = x[q, w0 + w], subnormals flushed to signed zero, padding +0;
+    bound[chunk] = (min, max) of the flushed magnitudes over the real entries."""
+    rows, cols = x.shape
+    width = out.shape[1]
+    nw = min(width, cols - w0)
+    for ch in range(bound.shape[0]):
+        lo = np.int32(INT_MAX)
+        hi = np.int32(0)
+        for q in range(ch * KC, min(ch * KC + KC, rows)):
+            src = x[q]
+            dst = out[q]
+            for w in range(nw):
+                v = src[w0 + w]
+                mag = np.int32(v & bits.MAG)
+                normal = mag >= bits.MIN_NORMAL
+                dst[w] = v if normal else np.int32(v & bits.SIGN)
+                mag = mag if normal else np.int32(0)
+                lo = min(lo, mag)
+                hi = max(hi, mag)
+            for w in range(nw, width):
+                dst[w] = 0
+        bound[ch, 0] = lo
+        bound[ch, 1] = hi
+
+
+@register_jitable
+def pack_slopes_t(y, w0, out, bound):
+    """pack_slopes of y.T, reading y's rows (contiguous) rather than its columns."""
     cols, rows = y.shape
     width = out.shape[1]
     nw = min(width, cols - w0)
@@ -151,30 +176,6 @@ def row_bounds(x, r0, bound):
                 hi = max(hi, mag)
         bound[ch, 0] = lo
         bound[ch, 1] = hi
-
-
-@register_jitable
-def col_bounds(x, c0, bound):
-    """bound[chunk] = (min, max) |x| over columns c0..c0+MR (those that exist), chunk's rows."""
-    c1 = min(c0 + MR, x.shape[1])
-    for ch in range(bound.shape[0]):
-        lo = np.int32(INT_MAX)
-        hi = np.int32(0)
-        for q in range(ch * KC, min(ch * KC + KC, x.shape[0])):
-            src = x[q, c0:c1]
-            for c in range(src.size):
-                mag = np.int32(src[c] & bits.MAG)
-                lo = min(lo, mag)
-                hi = max(hi, mag)
-        bound[ch, 0] = lo
-        bound[ch, 1] = hi
-
-
-@register_jitable
-def flush(v):
-    """v, or its sign alone if v is zero or subnormal (branch-free)."""
-    tiny = np.int32(np.int32(np.int32(v & bits.MAG) - bits.MIN_NORMAL) >> 31)
-    return np.int32(v & np.int32(~tiny | bits.SIGN))
 
 
 @register_jitable
@@ -301,18 +302,17 @@ def tile_a_masked(dst, base, rs, first, carry, dy, i0, s, q0, q1):
 
 
 @register_jitable
-def tile_b_fast(dst, base, rs, first, carry, g, a, k0, q0, q1):
-    """db tile: slope bases A[q, k0 + r] broadcast along row r (a missing row repeats
-    the last), dY vectorised. All terms normal."""
+def tile_b_fast(dst, base, rs, first, carry, g, s, q0, q1):
+    """db tile: slope bases A broadcast along the row, dY vectorised. All terms normal."""
     acc = carray(_stack_floats(), (MR, NR))
     p = carray(_stack_ints(), (MR, NR))
     load_tile(acc, dst, base, rs, first)
     load_carry(p, carry, 0)
-    last = a.shape[1] - 1
     for q in range(q0, q1):
+        sq = s[q]
         gq = g[0, q]
         for r in range(MR):
-            sr = a[q, min(k0 + r, last)]
+            sr = sq[r]
             for c in range(NR):
                 s_bits = np.int32(np.int32(sr + p[r, c]) & NOT_MANT)
                 acc[r, c] += _as_float(np.int32(s_bits + gq[c]))
@@ -320,18 +320,18 @@ def tile_b_fast(dst, base, rs, first, carry, g, a, k0, q0, q1):
 
 
 @register_jitable
-def tile_b_masked(dst, base, rs, first, carry, g, a, k0, q0, q1):
-    """db tile, terms may vanish (see tile_a_masked); subnormal slope bases count as zero."""
+def tile_b_masked(dst, base, rs, first, carry, g, s, q0, q1):
+    """db tile, terms may vanish (see tile_a_masked)."""
     acc = carray(_stack_floats(), (MR, NR))
     p = carray(_stack_ints(), (MR, NR))
     load_tile(acc, dst, base, rs, first)
     load_carry(p, carry, 0)
-    last = a.shape[1] - 1
     for q in range(q0, q1):
+        sq = s[q]
         gq = g[0, q]
         tq = g[1, q]
         for r in range(MR):
-            sr = flush(a[q, min(k0 + r, last)])
+            sr = sq[r]
             for c in range(NR):
                 u = np.int32(sr + p[r, c])
                 old = acc[r, c]
@@ -357,7 +357,7 @@ def tile_exact(dst, base, rs, first, x, r0, c0, dy, s, q0, q1, g_rows):
                     sv = s[q, c]
                 else:
                     gv = dy[q, c0 + c]
-                    sv = s[q, r0 + r]
+                    sv = s[q, r]
                 slope = bits.pam_slope(x[r0 + r, c0 + c], sv)
                 acc[r, c] += _as_float(np.int32(bits.pam(gv, slope)))
     store_tile(acc, dst, base, rs)
@@ -419,10 +419,10 @@ def grad_a_block(out, a, dy, g_bound, sp, s_bound, ip0, ip1, kp, n):
 
 
 @register_jitable
-def grad_b_block(out, b, dy, gp, g_bound, a, s_bound, kb0, kb1, jp, m):
+def grad_b_block(out, b, dy, gp, g_bound, sp, s_bound, kb0, kb1, jp, m):
     """Row micro-panels kb0..kb1-1 times column panel jp of db = out (flat K x N).
 
-    a (M, K), b (K, N) and dy (M, N) raw bits; gp (n_jp, 2, M, NR) packed dY."""
+    b (K, N) and dy (M, N) raw bits; gp (n_jp, 2, M, NR) packed dY; sp (n_kb, M, MR) packed A."""
     k_total, n = b.shape
     p = np.empty((MR, NR), np.int32)
     scratch = np.empty(MR * NR, np.float32)
@@ -437,11 +437,11 @@ def grad_b_block(out, b, dy, gp, g_bound, a, s_bound, kb0, kb1, jp, m):
             nan = carry_tile(b, r0, c0, p)
             kind = EXACT if nan else tile_kind(g_bound[jp, ch], s_bound[kb, ch])
             if kind == FAST:
-                tile_b_fast(dst, base, rs, first, p, gp[jp], a, r0, q0, q1)
+                tile_b_fast(dst, base, rs, first, p, gp[jp], sp[kb], q0, q1)
             elif kind == MASKED:
-                tile_b_masked(dst, base, rs, first, p, gp[jp], a, r0, q0, q1)
+                tile_b_masked(dst, base, rs, first, p, gp[jp], sp[kb], q0, q1)
             else:
-                tile_exact(dst, base, rs, first, b, r0, c0, dy, a, q0, q1, False)
+                tile_exact(dst, base, rs, first, b, r0, c0, dy, sp[kb], q0, q1, False)
             close_tile(out, k_total, n, r0, c0, scratch)
 
 
@@ -466,7 +466,7 @@ def exact_grad_a(a, b, dy, a_index, b_index, g_bound, sp, s_bound, mc, da):
         else:
             z = (t - n_g) // n_kp
             kp = t - n_g - z * n_kp
-            pack_slopes(b[z], kp * NR, sp[z, kp], s_bound[z, kp])
+            pack_slopes_t(b[z], kp * NR, sp[z, kp], s_bound[z, kp])
     n_ib = (n_ip + mc - 1) // mc
     for t in prange(nb * n_ib * n_kp):
         z = t // (n_ib * n_kp)
@@ -477,18 +477,18 @@ def exact_grad_a(a, b, dy, a_index, b_index, g_bound, sp, s_bound, mc, da):
 
 
 @cpu_kernel(parallel=True)
-def exact_grad_b(a, b, dy, a_index, b_index, gp, g_bound, s_bound, mc, db):
+def exact_grad_b(a, b, dy, a_index, b_index, gp, g_bound, sp, s_bound, mc, db):
     """db[z, k, j] = sum_i pam(dy[z, i, j], pam_slope(B[k, j], A[i, k])), i increasing.
 
     a (nbA, M, K), b (nbB, K, N), dy (nb, M, N) bits. Packs dY's column panels
-    into gp (nb, n_jp, 2, M, NR) (G and thresholds) and records A's bounds per
-    column micro-panel in s_bound (nbA, n_kb, n_ic, 2) (per KC chunk of i), then
-    runs tasks (z, row block of mc micro-panels, column panel); the tiles read A
-    in place."""
+    into gp (nb, n_jp, 2, M, NR) and A's column micro-panels into sp (nbA, n_kb, M, MR)
+    (bounds per KC chunk of i), then runs tasks (z, row block of mc micro-panels,
+    column panel). A is packed, flushed, because flushing its subnormals in the
+    masked loop (read in place, as da reads dY) costs more than the packing."""
     nb, k_total, n = db.shape
     m = dy.shape[1]
     n_jp = gp.shape[1]
-    n_kb = s_bound.shape[1]
+    n_kb = sp.shape[1]
     n_g = nb * n_jp
     for t in prange(n_g + a.shape[0] * n_kb):
         if t < n_g:
@@ -498,13 +498,13 @@ def exact_grad_b(a, b, dy, a_index, b_index, gp, g_bound, s_bound, mc, db):
         else:
             z = (t - n_g) // n_kb
             kb = t - n_g - z * n_kb
-            col_bounds(a[z], kb * MR, s_bound[z, kb])
+            pack_slopes(a[z], kb * MR, sp[z, kb], s_bound[z, kb])
     n_ib = (n_kb + mc - 1) // mc
     for t in prange(nb * n_ib * n_jp):
         z = t // (n_ib * n_jp)
         ib = (t // n_jp) % n_ib
         jp = t % n_jp
-        grad_b_block(db[z].reshape(-1), b[b_index[z]], dy[z], gp[z], g_bound[z], a[a_index[z]],
+        grad_b_block(db[z].reshape(-1), b[b_index[z]], dy[z], gp[z], g_bound[z], sp[a_index[z]],
                      s_bound[a_index[z]], ib * mc, min(ib * mc + mc, n_kb), jp, m)
 
 
@@ -552,6 +552,7 @@ def pam_matmul_exact_grads(a, b, dy):
         n_jp, n_kb, n_i = _panels(n, NR), _panels(k, MR), _panels(m, KC)
         exact_grad_b(a3, b3, dy3, a_index, b_index, _buffer("grad_b_g", (nb, n_jp, 2, m, NR)),
                      _buffer("grad_b_g_bound", (nb, n_jp, n_i, 2)),
+                     _buffer("grad_b_s", (a3.shape[0], n_kb, m, MR)),
                      _buffer("grad_b_s_bound", (a3.shape[0], n_kb, n_i, 2)),
                      _block(n_kb, nb * n_jp), db)
     else:                                  # an empty sum is +0.0
