@@ -160,6 +160,9 @@ def test_empty_sums_are_positive_zero():
                                         np.ones((m, n), F32))
         assert_same_bits(da, np.zeros((m, k), F32))
         assert_same_bits(db, np.zeros((k, n), F32))
+    da, db = pam_matmul_exact_grads(np.ones((0, 3, 4), F32), np.ones((4, 5), F32),
+                                    np.ones((0, 3, 5), F32))                 # empty batch
+    assert da.shape == (0, 3, 4) and db.shape == (0, 4, 5)
 
 
 def test_errors():
