@@ -27,7 +27,7 @@ How it is fast (GotoBLAS structure, one integer add + one float add per term):
   registers, loaded from and stored to the output once per K chunk; tile
   edges go through a scratch tile, so no shape needs padding by the caller.
 
-- Tasks are (batch element, row block of up to 64 rows, NR-column panel),
+- Tasks are (batch element, row block of up to 128 rows, NG column panels),
   the row blocks shrinking until every thread has work (a weight gradient,
   64 x 768 @ 768 x 64, would otherwise be one task; K is never split). Many
   small products (attention heads) instead run one task per batch element
@@ -56,7 +56,8 @@ from .jit import cpu_kernel
 MR = 4          # rows of a register tile
 NR = 64         # columns of a register tile (4 zmm vectors of int32/float32)
 KC = 256        # K chunk: a B panel's chunk (both planes) is 128 KiB, in L2
-MC = 16         # micro-panels of A per task (64 rows), at most
+MC = 32         # micro-panels of A per task (128 rows), at most
+NG = 4          # column panels per task: a K chunk of its A rows is reused from L2 NG times
 L2_BYTES = 1 << 19  # a batch element whose packed operands fit here is packed inside its task
 THR_BASE = bits.ONE + bits.MIN_NORMAL - 1   # 0x3FFFFFFF: valid iff |b| > THR_BASE - |a|
 INT_MAX = 0x7FFFFFFF
@@ -260,43 +261,43 @@ def tile_kind(a_bound, b_bound):
 
 
 @register_jitable
-def gemm_block(pa, a_bound, pb, b_bound, ip0, ip1, jp, m, n, out, base0, rs, cs):
-    """Micro-panels ip0..ip1-1 of A times column panel jp of one product, into out.
+def gemm_block(pa, a_bound, pb, b_bound, ip0, ip1, jp0, jp1, m, n, out, base0, rs, cs):
+    """Micro-panels ip0..ip1-1 of A times column panels jp0..jp1-1 of one product, into out.
 
     pa (M/MR, 2, MR, K), pb (N/NR, 2, K, NR) packed; out is flat, the product's
     C[0, 0] at base0, rows rs and columns cs apart. A tile whose place is not
     MR full contiguous rows of NR (edges, a transposed out) is accumulated in
     a scratch tile and copied.
     """
-    n_ip = pa.shape[0]
     k_total = pa.shape[3]
-    j0 = jp * NR
-    nj = min(NR, n - j0)
     scratch = carray(_stack_tile(), (MR * NR,))
     for kc in range(a_bound.shape[1]):
         k0 = kc * KC
         k1 = min(k0 + KC, k_total)
-        for ip in range(ip0, ip1):
-            i0 = ip * MR
-            ni = min(MR, m - i0)
-            base = base0 + i0 * rs + j0 * cs
-            direct = ni == MR and nj == NR and cs == 1
-            dst, dst_base, dst_rs = (out, base, rs) if direct else (scratch, 0, NR)
-            if not direct and kc > 0:
-                for r in range(ni):
-                    for j in range(nj):
-                        scratch[r * NR + j] = out[base + r * rs + j * cs]
-            kind = tile_kind(a_bound[ip, kc], b_bound[jp, kc])
-            if kind == 0:
-                tile_fast(dst, dst_base, dst_rs, kc == 0, pa[ip], pb[jp], k0, k1)
-            elif kind == 1:
-                tile_masked(dst, dst_base, dst_rs, kc == 0, pa[ip], pb[jp], k0, k1)
-            else:
-                tile_exact(dst, dst_base, dst_rs, kc == 0, pa[ip], pb[jp], k0, k1)
-            if not direct:
-                for r in range(ni):
-                    for j in range(nj):
-                        out[base + r * rs + j * cs] = scratch[r * NR + j]
+        for jp in range(jp0, jp1):      # the K chunk of the row block stays in L2 across panels
+            j0 = jp * NR
+            nj = min(NR, n - j0)
+            for ip in range(ip0, ip1):
+                i0 = ip * MR
+                ni = min(MR, m - i0)
+                base = base0 + i0 * rs + j0 * cs
+                direct = ni == MR and nj == NR and cs == 1
+                dst, dst_base, dst_rs = (out, base, rs) if direct else (scratch, 0, NR)
+                if not direct and kc > 0:
+                    for r in range(ni):
+                        for j in range(nj):
+                            scratch[r * NR + j] = out[base + r * rs + j * cs]
+                kind = tile_kind(a_bound[ip, kc], b_bound[jp, kc])
+                if kind == 0:
+                    tile_fast(dst, dst_base, dst_rs, kc == 0, pa[ip], pb[jp], k0, k1)
+                elif kind == 1:
+                    tile_masked(dst, dst_base, dst_rs, kc == 0, pa[ip], pb[jp], k0, k1)
+                else:
+                    tile_exact(dst, dst_base, dst_rs, kc == 0, pa[ip], pb[jp], k0, k1)
+                if not direct:
+                    for r in range(ni):
+                        for j in range(nj):
+                            out[base + r * rs + j * cs] = scratch[r * NR + j]
 
 
 @cpu_kernel(parallel=True)
@@ -305,20 +306,21 @@ def pam_gemm_packed(pa, a_bound, pb, b_bound, a_index, b_index, m, n, mc, out, o
 
     out is a flat float32 array; out_strides (batch, row, column) in elements,
     so a transposed or batched destination needs no second specialisation.
-    Tasks are (z, row block of mc micro-panels, column panel).
+    Tasks are (z, row block of mc micro-panels, group of NG column panels).
     """
     n_ip = pa.shape[1]
     n_ib = (n_ip + mc - 1) // mc
     n_jp = pb.shape[1]
+    n_jg = (n_jp + NG - 1) // NG
     zs, rs, cs = out_strides
-    for t in prange(a_index.shape[0] * n_ib * n_jp):
-        z = t // (n_ib * n_jp)
-        ib = (t // n_jp) % n_ib
-        jp = t % n_jp
+    for t in prange(a_index.shape[0] * n_ib * n_jg):
+        z = t // (n_ib * n_jg)
+        ib = (t // n_jg) % n_ib
+        jg = t % n_jg
         za = a_index[z]
         zb = b_index[z]
-        gemm_block(pa[za], a_bound[za], pb[zb], b_bound[zb], ib * mc, min(ib * mc + mc, n_ip), jp,
-                   m, n, out, z * zs, rs, cs)
+        gemm_block(pa[za], a_bound[za], pb[zb], b_bound[zb], ib * mc, min(ib * mc + mc, n_ip),
+                   jg * NG, min(jg * NG + NG, n_jp), m, n, out, z * zs, rs, cs)
 
 
 @cpu_kernel(parallel=True)
@@ -338,8 +340,8 @@ def pam_gemm_batched(x, y, a_index, b_index, pa, a_bound, pb, b_bound, out, out_
             pack_b_panel(y[b_index[z]], jp, pb[me, jp], b_bound[me, jp])
         for ip0 in range(0, n_ip, MC):
             for jp in range(n_jp):
-                gemm_block(pa[me], a_bound[me], pb[me], b_bound[me], ip0, min(ip0 + MC, n_ip), jp,
-                           m, n, out, z * zs, rs, cs)
+                gemm_block(pa[me], a_bound[me], pb[me], b_bound[me], ip0, min(ip0 + MC, n_ip),
+                           jp, jp + 1, m, n, out, z * zs, rs, cs)
 
 
 # ------------------------------------------------------------- Python API
@@ -427,7 +429,8 @@ def _gemm(x, y, x_index, y_index, out, out_strides):
     pack(x, y, pa, a_bound, pb, b_bound)
     # rows per task: MC micro-panels, fewer when that leaves threads idle (K is never
     # split: every sum runs in increasing k)
-    mc = max(1, min(MC, n_ip * n_jp * x_index.size // (4 * numba.get_num_threads())))
+    tasks_per_row = x_index.size * ((n_jp + NG - 1) // NG)
+    mc = max(1, min(MC, n_ip * tasks_per_row // (4 * numba.get_num_threads())))
     pam_gemm_packed(pa, a_bound, pb, b_bound, x_index, y_index, m, n, mc, out, out_strides)
 
 
