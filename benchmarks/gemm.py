@@ -1,6 +1,6 @@
 """PAM GEMM against numpy's float32 sgemm, side by side in one process.
 
-    python benchmarks/gemm.py [--rounds 5] [--quick]
+    python benchmarks/gemm.py [--rounds 9] [--quick]
 
 Prints, per shape, data kind and thread count, the best time of
 ``pafree.ops.pam_matmul`` and of numpy ``A @ B`` (float32) and their ratio.
@@ -90,7 +90,7 @@ def measure(a, b, threads, rounds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--quick", action="store_true", help="skip 2048^3")
     args = parser.parse_args()
 

@@ -165,13 +165,19 @@ def pack(x, y, pa, a_bound, pb, b_bound):
     """Pack the stacks x (nbA, M, K) and y (nbB, K, N), int32 bits with any strides.
 
     pa (nbA, M/MR, 2, MR, K) and pb (nbB, N/NR, 2, K, NR), bounds per K chunk.
+    Tasks are of one size (a B panel, or NR / MR micro-panels of A), so that the
+    threads' equal shares of them are equal work.
     """
-    n_a = x.shape[0] * pa.shape[1]
+    per_task = NR // MR             # A micro-panels per task: as much data as one B panel
+    n_ip = pa.shape[1]
+    a_tasks = (n_ip + per_task - 1) // per_task
+    n_a = x.shape[0] * a_tasks
     for t in prange(n_a + y.shape[0] * pb.shape[1]):
         if t < n_a:
-            z = t // pa.shape[1]
-            ip = t - z * pa.shape[1]
-            pack_a_panel(x[z], ip, pa[z, ip], a_bound[z, ip])
+            z = t // a_tasks
+            ip0 = (t - z * a_tasks) * per_task
+            for ip in range(ip0, min(ip0 + per_task, n_ip)):
+                pack_a_panel(x[z], ip, pa[z, ip], a_bound[z, ip])
         else:
             z = (t - n_a) // pb.shape[1]
             jp = t - n_a - z * pb.shape[1]
