@@ -36,7 +36,8 @@ How it is fast (GotoBLAS structure, one integer add + one float add per term):
 
 Transposed operands (``transpose_a``/``transpose_b``) are read in place by the
 packing; a product with few columns is computed as (B^T A^T)^T, which PAM's
-commutativity makes the same sums in the same order.
+commutativity makes the same sums in the same order, and a batch against one
+2-D B as a single GEMM of the stacked rows.
 
 The exact-derivative GEMMs live in ``gemm_grads``.
 """
