@@ -5,7 +5,7 @@ import pytest
 from pafree import Tensor, config, no_grad, ops
 from pafree import functional as F
 from pafree.models import (DecoderOnlyLM, EncoderBlock, EncoderDecoder, LayerNorm, Linear,
-                           Module, MultiHeadAttention, ViT, patchify, set_dropout_rng)
+                           MultiHeadAttention, ViT, patchify, set_dropout_rng)
 
 MODES = ["standard", "pa-matmul", "pa"]
 

@@ -66,11 +66,16 @@ INT_MIN = -0x80000000
 
 
 @intrinsic
-def _stack_tile(typingctx):
-    """Pointer to MR * NR float32 on the stack (LLVM promotes it to registers)."""
+def stack_tile(typingctx, rows, cols, dtype):
+    """Pointer to rows * cols (literal ints) values of dtype on the stack: a register
+    tile, which LLVM keeps in vector registers."""
+    if not (isinstance(rows, types.IntegerLiteral) and isinstance(cols, types.IntegerLiteral)):
+        return None
+    size = rows.literal_value * cols.literal_value
+    element = dtype.dtype
     def codegen(context, builder, sig, args):
-        return cgutils.alloca_once(builder, ir.FloatType(), size=MR * NR)
-    return types.CPointer(types.float32)(), codegen
+        return cgutils.alloca_once(builder, context.get_value_type(element), size=size)
+    return types.CPointer(element)(rows, cols, dtype), codegen
 
 
 @intrinsic
@@ -209,7 +214,7 @@ def store_acc(acc, dst, base, rs):
 @register_jitable
 def tile_fast(dst, base, rs, first, a, b, k0, k1):
     """Every product is normal: one int add and one float add per term."""
-    acc = carray(_stack_tile(), (MR, NR))
+    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
     load_acc(acc, dst, base, rs, first)
     for k in range(k0, k1):
         eb = b[0, k]
@@ -223,7 +228,7 @@ def tile_fast(dst, base, rs, first, a, b, k0, k1):
 @register_jitable
 def tile_masked(dst, base, rs, first, a, b, k0, k1):
     """No product overflows; a product that is zero or underflows is skipped."""
-    acc = carray(_stack_tile(), (MR, NR))
+    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
     load_acc(acc, dst, base, rs, first)
     for k in range(k0, k1):
         eb = b[0, k]
@@ -241,7 +246,7 @@ def tile_masked(dst, base, rs, first, a, b, k0, k1):
 @register_jitable
 def tile_exact(dst, base, rs, first, a, b, k0, k1):
     """Any operands (inf, NaN, overflow): the scalar bits.pam, same order of sums."""
-    acc = carray(_stack_tile(), (MR, NR))
+    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
     load_acc(acc, dst, base, rs, first)
     for k in range(k0, k1):
         eb = b[0, k]
@@ -277,7 +282,7 @@ def gemm_block(pa, a_bound, pb, b_bound, ip0, ip1, jp0, jp1, m, n, out, base0, r
     a scratch tile and copied.
     """
     k_total = pa.shape[3]
-    scratch = carray(_stack_tile(), (MR * NR,))
+    scratch = carray(stack_tile(MR, NR, np.float32), (MR * NR,))
     for kc in range(a_bound.shape[1]):
         k0 = kc * KC
         k1 = min(k0 + KC, k_total)
@@ -416,6 +421,13 @@ def _batch_index(shape, batch):
     return np.broadcast_to(np.arange(math.prod(shape)).reshape(shape), batch).ravel()
 
 
+def _row_block(n_row_panels, tasks_per_row_block, most):
+    """Micro-panels per task: ``most``, fewer while that leaves under four tasks per
+    thread. Only the output is split, never the sum, so the bits do not change."""
+    tasks = n_row_panels * tasks_per_row_block
+    return max(1, min(most, tasks // (4 * numba.get_num_threads())))
+
+
 def _gemm(x, y, x_index, y_index, out, out_strides):
     """out[z] = x[x_index[z]] ⊙@ y[y_index[z]] for int32 stacks x (.., M, K), y (.., K, N)."""
     m, k = x.shape[1:]
@@ -434,10 +446,7 @@ def _gemm(x, y, x_index, y_index, out, out_strides):
     a_bound = _buffer("a_bound", (x.shape[0], n_ip, n_kc, 2))
     b_bound = _buffer("b_bound", (y.shape[0], n_jp, n_kc, 2))
     pack(x, y, pa, a_bound, pb, b_bound)
-    # rows per task: MC micro-panels, fewer when that leaves threads idle (K is never
-    # split: every sum runs in increasing k)
-    tasks_per_row = x_index.size * ((n_jp + NG - 1) // NG)
-    mc = max(1, min(MC, n_ip * tasks_per_row // (4 * numba.get_num_threads())))
+    mc = _row_block(n_ip, x_index.size * ((n_jp + NG - 1) // NG), MC)
     pam_gemm_packed(pa, a_bound, pb, b_bound, x_index, y_index, m, n, mc, out, out_strides)
 
 

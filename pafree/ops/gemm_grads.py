@@ -37,15 +37,12 @@ one and one; measured about 2x the forward GEMM per derivative (so about 4x
 for both), against about 35x for the plain loops over the scalar functions
 it replaces (benchmarks/gemm_grads.py).
 """
-import numba
 import numpy as np
-from llvmlite import ir
-from numba import carray, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic, register_jitable
+from numba import carray, prange
+from numba.extending import register_jitable
 
 from . import bits
-from .gemm import _as_float, _buffer, _float32, _operands
+from .gemm import _as_float, _buffer, _float32, _operands, _row_block, stack_tile
 from .jit import cpu_kernel
 
 MR = 8            # rows of a register tile
@@ -58,22 +55,6 @@ THR_BASE = bits.ONE + bits.MIN_NORMAL - 1   # term normal iff |s| > THR_BASE - |
 INT_MAX = 0x7FFFFFFF
 TOP_EXP = 1 << 30                            # top bit of the exponent field
 FAST, MASKED, EXACT = 0, 1, 2
-
-
-@intrinsic
-def _stack_floats(typingctx):
-    """MR * NR float32 on the stack (LLVM promotes them to registers)."""
-    def codegen(context, builder, sig, args):
-        return cgutils.alloca_once(builder, ir.FloatType(), size=MR * NR)
-    return types.CPointer(types.float32)(), codegen
-
-
-@intrinsic
-def _stack_ints(typingctx):
-    """MR * NR int32 on the stack (LLVM promotes them to registers)."""
-    def codegen(context, builder, sig, args):
-        return cgutils.alloca_once(builder, ir.IntType(32), size=MR * NR)
-    return types.CPointer(types.int32)(), codegen
 
 
 # ---------------------------------------------------------------- packing
@@ -262,8 +243,8 @@ def tile_a_fast(dst, base, rs, first, carry, dy, i0, s, q0, q1):
 
     The carry plane holds mant(A) - ONE here: ((S + P - ONE) & ~MANT) = s - ONE
     (ONE's mantissa field is zero), so g needs no adjusting."""
-    acc = carray(_stack_floats(), (MR, NR))
-    p = carray(_stack_ints(), (MR, NR))
+    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
+    p = carray(stack_tile(MR, NR, np.int32), (MR, NR))
     load_tile(acc, dst, base, rs, first)
     load_carry(p, carry, -bits.ONE)
     last = dy.shape[0] - 1
@@ -283,8 +264,8 @@ def tile_a_masked(dst, base, rs, first, carry, dy, i0, s, q0, q1):
 
     With P = mant(A) - ONE (see tile_a_fast), u = S + P has the exponent field
     E_s - 127 mod 256; flipping its top bit gives E_s + 1: the key |s| + MIN_NORMAL."""
-    acc = carray(_stack_floats(), (MR, NR))
-    p = carray(_stack_ints(), (MR, NR))
+    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
+    p = carray(stack_tile(MR, NR, np.int32), (MR, NR))
     load_tile(acc, dst, base, rs, first)
     load_carry(p, carry, -bits.ONE)
     last = dy.shape[0] - 1
@@ -304,8 +285,8 @@ def tile_a_masked(dst, base, rs, first, carry, dy, i0, s, q0, q1):
 @register_jitable
 def tile_b_fast(dst, base, rs, first, carry, g, s, q0, q1):
     """db tile: slope bases A broadcast along the row, dY vectorised. All terms normal."""
-    acc = carray(_stack_floats(), (MR, NR))
-    p = carray(_stack_ints(), (MR, NR))
+    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
+    p = carray(stack_tile(MR, NR, np.int32), (MR, NR))
     load_tile(acc, dst, base, rs, first)
     load_carry(p, carry, 0)
     for q in range(q0, q1):
@@ -322,8 +303,8 @@ def tile_b_fast(dst, base, rs, first, carry, g, s, q0, q1):
 @register_jitable
 def tile_b_masked(dst, base, rs, first, carry, g, s, q0, q1):
     """db tile, terms may vanish (see tile_a_masked)."""
-    acc = carray(_stack_floats(), (MR, NR))
-    p = carray(_stack_ints(), (MR, NR))
+    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
+    p = carray(stack_tile(MR, NR, np.int32), (MR, NR))
     load_tile(acc, dst, base, rs, first)
     load_carry(p, carry, 0)
     for q in range(q0, q1):
@@ -345,7 +326,7 @@ def tile_exact(dst, base, rs, first, x, r0, c0, dy, s, q0, q1, g_rows):
     """Any operands: the scalar bits.pam(g, bits.pam_slope(x, s)), x the raw carry operand.
 
     dy: the raw dY bits, (M, N); g_rows (da): dY[r0 + r, q], else (db) dY[q, c0 + c]."""
-    acc = carray(_stack_floats(), (MR, NR))
+    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
     load_tile(acc, dst, base, rs, first)
     nr = min(MR, x.shape[0] - r0)
     nc = min(NR, x.shape[1] - c0)
@@ -512,14 +493,6 @@ def _panels(size, width):
     return (size + width - 1) // width
 
 
-def _block(n_row_panels, other_tasks):
-    """Micro-panels per task: MC, halved while a thread would be left without a task."""
-    mc = MC
-    while mc > 1 and other_tasks * _panels(n_row_panels, mc) < numba.get_num_threads():
-        mc //= 2
-    return mc
-
-
 def pam_matmul_exact_grads(a, b, dy):
     """Exact derivatives of Y = pam_matmul(a, b) (SPEC section 4), given dY.
 
@@ -548,13 +521,13 @@ def pam_matmul_exact_grads(a, b, dy):
         exact_grad_a(a3, b3, dy3, a_index, b_index, _buffer("grad_a_g_bound", (nb, n_ip, n_j, 2)),
                      _buffer("grad_a_s", (b3.shape[0], n_kp, n, NR)),
                      _buffer("grad_a_s_bound", (b3.shape[0], n_kp, n_j, 2)),
-                     _block(n_ip, nb * n_kp), da)
+                     _row_block(n_ip, nb * n_kp, MC), da)
         n_jp, n_kb, n_i = _panels(n, NR), _panels(k, MR), _panels(m, KC)
         exact_grad_b(a3, b3, dy3, a_index, b_index, _buffer("grad_b_g", (nb, n_jp, 2, m, NR)),
                      _buffer("grad_b_g_bound", (nb, n_jp, n_i, 2)),
                      _buffer("grad_b_s", (a3.shape[0], n_kb, m, MR)),
                      _buffer("grad_b_s_bound", (a3.shape[0], n_kb, n_i, 2)),
-                     _block(n_kb, nb * n_jp), db)
+                     _row_block(n_kb, nb * n_jp, MC), db)
     else:                                  # an empty sum is +0.0
         da = np.zeros((nb, m, k), np.float32)
         db = np.zeros((nb, k, n), np.float32)
