@@ -273,6 +273,29 @@ def tile_kind(a_bound, b_bound):
 
 
 @register_jitable
+def open_tile(out, base, rs, cs, ni, nj, scratch, rows, cols, first):
+    """Where the ni x nj outputs at out[base + r * rs + j * cs] accumulate as a rows x cols
+    register tile: (out, base, rs) when they are whole contiguous rows, else the flat
+    scratch (holding their values unless this is the first chunk of the sum)."""
+    if ni == rows and nj == cols and cs == 1:
+        return out, base, rs
+    if not first:
+        for r in range(ni):
+            for j in range(nj):
+                scratch[r * cols + j] = out[base + r * rs + j * cs]
+    return scratch, 0, cols
+
+
+@register_jitable
+def close_tile(out, base, rs, cs, ni, nj, scratch, rows, cols):
+    """Copy a tile that open_tile put in scratch back to its outputs."""
+    if not (ni == rows and nj == cols and cs == 1):
+        for r in range(ni):
+            for j in range(nj):
+                out[base + r * rs + j * cs] = scratch[r * cols + j]
+
+
+@register_jitable
 def gemm_block(pa, a_bound, pb, b_bound, ip0, ip1, jp0, jp1, m, n, out, base0, rs, cs):
     """Micro-panels ip0..ip1-1 of A times column panels jp0..jp1-1 of one product, into out.
 
@@ -293,12 +316,8 @@ def gemm_block(pa, a_bound, pb, b_bound, ip0, ip1, jp0, jp1, m, n, out, base0, r
                 i0 = ip * MR
                 ni = min(MR, m - i0)
                 base = base0 + i0 * rs + j0 * cs
-                direct = ni == MR and nj == NR and cs == 1
-                dst, dst_base, dst_rs = (out, base, rs) if direct else (scratch, 0, NR)
-                if not direct and kc > 0:
-                    for r in range(ni):
-                        for j in range(nj):
-                            scratch[r * NR + j] = out[base + r * rs + j * cs]
+                dst, dst_base, dst_rs = open_tile(out, base, rs, cs, ni, nj, scratch, MR, NR,
+                                                  kc == 0)
                 kind = tile_kind(a_bound[ip, kc], b_bound[jp, kc])
                 if kind == 0:
                     tile_fast(dst, dst_base, dst_rs, kc == 0, pa[ip], pb[jp], k0, k1)
@@ -306,10 +325,7 @@ def gemm_block(pa, a_bound, pb, b_bound, ip0, ip1, jp0, jp1, m, n, out, base0, r
                     tile_masked(dst, dst_base, dst_rs, kc == 0, pa[ip], pb[jp], k0, k1)
                 else:
                     tile_exact(dst, dst_base, dst_rs, kc == 0, pa[ip], pb[jp], k0, k1)
-                if not direct:
-                    for r in range(ni):
-                        for j in range(nj):
-                            out[base + r * rs + j * cs] = scratch[r * NR + j]
+                close_tile(out, base, rs, cs, ni, nj, scratch, MR, NR)
 
 
 @cpu_kernel(parallel=True)

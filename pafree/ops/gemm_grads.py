@@ -42,7 +42,8 @@ from numba import carray, prange
 from numba.extending import register_jitable
 
 from . import bits
-from .gemm import _as_float, _buffer, _float32, _operands, _row_block, stack_tile
+from .gemm import (_as_float, _buffer, _float32, _operands, _row_block, close_tile,
+                   open_tile, stack_tile)
 from .jit import cpu_kernel
 
 MR = 8            # rows of a register tile
@@ -347,32 +348,6 @@ def tile_exact(dst, base, rs, first, x, r0, c0, dy, s, q0, q1, g_rows):
 # ------------------------------------------------------------ task bodies
 
 @register_jitable
-def open_tile(out, rows, cols, r0, c0, scratch, first):
-    """(dst, base, rs) where the tile at out[r0, c0] (flat, C order) accumulates:
-    out itself when the tile is whole, else scratch holding a copy of its part."""
-    nr = min(MR, rows - r0)
-    nc = min(NR, cols - c0)
-    if nr == MR and nc == NR:
-        return out, r0 * cols + c0, cols
-    if not first:
-        for r in range(nr):
-            for c in range(nc):
-                scratch[r * NR + c] = out[(r0 + r) * cols + c0 + c]
-    return scratch, 0, NR
-
-
-@register_jitable
-def close_tile(out, rows, cols, r0, c0, scratch):
-    """Copy a partial tile's scratch back into out."""
-    nr = min(MR, rows - r0)
-    nc = min(NR, cols - c0)
-    if nr < MR or nc < NR:
-        for r in range(nr):
-            for c in range(nc):
-                out[(r0 + r) * cols + c0 + c] = scratch[r * NR + c]
-
-
-@register_jitable
 def grad_a_block(out, a, dy, g_bound, sp, s_bound, ip0, ip1, kp, n):
     """Row micro-panels ip0..ip1-1 times column panel kp of da = out (flat M x K).
 
@@ -387,7 +362,9 @@ def grad_a_block(out, a, dy, g_bound, sp, s_bound, ip0, ip1, kp, n):
         first = ch == 0
         for ip in range(ip0, ip1):
             r0 = ip * MR
-            dst, base, rs = open_tile(out, m, k_total, r0, c0, scratch, first)
+            at = r0 * k_total + c0
+            ni, nj = min(MR, m - r0), min(NR, k_total - c0)
+            dst, base, rs = open_tile(out, at, k_total, 1, ni, nj, scratch, MR, NR, first)
             nan = carry_tile(a, r0, c0, p)
             kind = EXACT if nan else tile_kind(g_bound[ip, ch], s_bound[kp, ch])
             if kind == FAST:
@@ -396,7 +373,7 @@ def grad_a_block(out, a, dy, g_bound, sp, s_bound, ip0, ip1, kp, n):
                 tile_a_masked(dst, base, rs, first, p, dy, r0, sp[kp], q0, q1)
             else:
                 tile_exact(dst, base, rs, first, a, r0, c0, dy, sp[kp], q0, q1, True)
-            close_tile(out, m, k_total, r0, c0, scratch)
+            close_tile(out, at, k_total, 1, ni, nj, scratch, MR, NR)
 
 
 @register_jitable
@@ -414,7 +391,9 @@ def grad_b_block(out, b, dy, gp, g_bound, sp, s_bound, kb0, kb1, jp, m):
         first = ch == 0
         for kb in range(kb0, kb1):
             r0 = kb * MR
-            dst, base, rs = open_tile(out, k_total, n, r0, c0, scratch, first)
+            at = r0 * n + c0
+            ni, nj = min(MR, k_total - r0), min(NR, n - c0)
+            dst, base, rs = open_tile(out, at, n, 1, ni, nj, scratch, MR, NR, first)
             nan = carry_tile(b, r0, c0, p)
             kind = EXACT if nan else tile_kind(g_bound[jp, ch], s_bound[kb, ch])
             if kind == FAST:
@@ -423,7 +402,7 @@ def grad_b_block(out, b, dy, gp, g_bound, sp, s_bound, kb0, kb1, jp, m):
                 tile_b_masked(dst, base, rs, first, p, gp[jp], sp[kb], q0, q1)
             else:
                 tile_exact(dst, base, rs, first, b, r0, c0, dy, sp[kb], q0, q1, False)
-            close_tile(out, k_total, n, r0, c0, scratch)
+            close_tile(out, at, n, 1, ni, nj, scratch, MR, NR)
 
 
 @cpu_kernel(parallel=True)
