@@ -139,7 +139,7 @@ def mean(x, axis=None, keepdims=False, derivative=None):
     """sum ⊘ count in PA modes (the count is an integer, converted exactly)."""
     x = _tensor(x)
     axis = _axis(axis)
-    axes = range(x.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
+    axes = range(x.ndim) if axis is None else (axis,) if np.ndim(axis) == 0 else axis
     count = math.prod(x.shape[a] for a in axes)
     return _arith("other", derivative).div(sum(x, axis, keepdims), float(count))
 
@@ -249,8 +249,6 @@ def cross_entropy(logits, targets, label_smoothing=0.0, ignore_index=None, deriv
     if targets.shape[0] != logits.shape[0]:
         raise ValueError(f"cross_entropy: logits {logits.shape} and targets {targets.shape} disagree")
     keep = None if ignore_index is None else targets != ignore_index
-    if keep is not None:
-        targets = np.where(keep, targets, 0)
     zs, e, _ = _shifted_exp2(ar, logits, -1)
     log2p = sub(zs, ar.log2(sum(e, -1, keepdims=True)))
     picked = targets[:, None] == np.arange(classes)                # one-hot rows (bool)

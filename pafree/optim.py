@@ -69,17 +69,12 @@ def scalar(x):
 on_device = registry.is_device_array
 
 
-def host(x):
-    """x as a host ndarray (one device-to-host copy for a device array)."""
-    return x.copy_to_host() if on_device(x) else x
-
-
 def assign(target, value):
     """target[...] = value, in place, for host and device arrays alike."""
     if on_device(target):
         target.copy_to_device(value)
     else:
-        target[...] = host(value)
+        target[...] = registry.to_host(value)
 
 
 def check_backend(mode, arrays):
@@ -184,7 +179,7 @@ class Optimizer:
         return P["zeros"](tuple(x.shape), x)
 
     def state_dict(self):
-        out = {name: host(value).copy() for name, value in self.state.items()}
+        out = {name: registry.to_host(value).copy() for name, value in self.state.items()}
         out["step_count"] = np.array(self.step_count, np.int64)
         return out
 
@@ -275,7 +270,7 @@ def clip_grad_norm(params, max_norm, mode="pa"):
     total = np.float32(0.0)
     for p in grads:
         total = P["add"](total, P["sum"](M.mul(p.grad, p.grad), None, False))
-    norm = scalar(M.sqrt(host(total)))
+    norm = scalar(M.sqrt(registry.to_host(total)))
     if norm > max_norm:
         scale = scalar(M.div(np.float32(max_norm), norm))
         for p in grads:

@@ -169,6 +169,17 @@ def test_sum_mean_max_gradients():
     np.testing.assert_allclose(x.grad, np.full((3, 4), 1 / 12), rtol=1e-6)
 
 
+def test_reductions_take_a_numpy_integer_axis():
+    a = randn(3, 4)
+    for axis in (1, np.int64(1)):
+        x = Tensor(a, requires_grad=True)
+        F.sum(x, axis=axis).sum().backward()
+        np.testing.assert_array_equal(x.grad, np.ones((3, 4), np.float32))
+        x = Tensor(a, requires_grad=True)
+        F.max(x, axis=axis).sum().backward()
+        assert x.grad.sum() == 3
+
+
 def test_reshape_transpose_gradients_are_permutations():
     x = Tensor(randn(2, 3, 4), requires_grad=True)
     g = randn(4, 2, 3)

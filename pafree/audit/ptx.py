@@ -86,14 +86,3 @@ def report(results, cc=TARGET_CC):
         lines.append(f"  {'FAIL' if findings else 'ok  '} {name:<16} {bad} | {ints}")
     lines.append(f"{len(results)} kernels, {total} findings")
     return lines, total
-
-
-def main(cc=TARGET_CC):
-    """Print the scan of every kernel; exit status 1 on any finding (for ``pafree audit --ptx``)."""
-    lines, total = report(audit_kernels(cc), cc)
-    print("\n".join(lines))
-    return 1 if total else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

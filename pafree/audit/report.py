@@ -8,7 +8,7 @@ import numpy as np
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _NUMPY = os.path.dirname(np.__file__)
-_AUDIT = os.path.dirname(os.path.abspath(__file__))
+_AUDIT = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def short_path(filename):

@@ -38,7 +38,7 @@ import types
 import numpy as np
 
 from . import guard
-from .report import short_path
+from .report import _AUDIT, short_path
 
 HOOK = "__pafree_audit__"     # module global the rewritten code calls
 
@@ -72,8 +72,7 @@ _FORBIDDEN_CALLS = {id(f): name for name, f in (
     + [(f"statistics.{n}", getattr(statistics, n)) for n in (
         "mean", "fmean", "geometric_mean", "harmonic_mean", "median", "pstdev", "pvariance",
         "stdev", "variance")]
-    + [("pow", builtins.pow), ("divmod", builtins.divmod), ("round(x, ndigits)", _round_ndigits)]
-    + [(f"numpy.{f.__name__}", f) for f in guard.MULTIPLYING_FUNCTIONS])}
+    + [("pow", builtins.pow), ("divmod", builtins.divmod), ("round(x, ndigits)", _round_ndigits)])}
 
 SITES = []       # site id -> (place, source text)
 
@@ -250,7 +249,6 @@ def _system_dirs():
 
 
 _SYSTEM = _system_dirs()
-_AUDIT = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def in_scope(filename):

@@ -40,6 +40,11 @@ def is_device_array(x):
     return hasattr(x, "copy_to_host") or hasattr(x, "__cuda_array_interface__")
 
 
+def to_host(x):
+    """x as a host ndarray (one device-to-host copy for a device array)."""
+    return x.copy_to_host() if is_device_array(x) else x
+
+
 def backend_of(args):
     """"cuda" if any argument is a device array, else "cpu"."""
     for a in args:
@@ -159,7 +164,7 @@ def _keepdims_shape(shape, axis):
     """``shape`` with the axes a reduction over ``axis`` removed put back as size 1."""
     if axis is None:
         return (1,) * len(shape)
-    axes = {a % len(shape) for a in ((axis,) if isinstance(axis, int) else axis)}
+    axes = {a % len(shape) for a in ((axis,) if np.ndim(axis) == 0 else axis)}
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 

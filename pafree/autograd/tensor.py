@@ -68,7 +68,7 @@ class Tensor:
             from ..ops import cuda
             data = cuda.to_device(self.data)
         elif device == "cpu":
-            data = self.data.copy_to_host() if self.device == "cuda" else self.data
+            data = registry.to_host(self.data)
         else:
             raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda'")
         return Tensor(data, requires_grad=self.requires_grad)
