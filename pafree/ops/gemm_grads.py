@@ -42,8 +42,8 @@ from numba import carray, prange
 from numba.extending import register_jitable
 
 from . import bits
-from .gemm import (_as_float, _buffer, _float32, _operands, _row_block, close_tile,
-                   open_tile, stack_tile)
+from .gemm import (INT_MAX, THR_BASE, _as_float, _buffer, _float32, _operands, _row_block,
+                   close_tile, open_tile, stack_tile)
 from .jit import cpu_kernel
 
 MR = 8            # rows of a register tile
@@ -52,8 +52,6 @@ KC = 512          # reduction chunk: one bound per chunk of a packed panel
 MC = 8            # micro-panels per task (64 rows), at most
 EXP = bits.INF                              # exponent field
 NOT_MANT = ~bits.MANT                       # sign and exponent
-THR_BASE = bits.ONE + bits.MIN_NORMAL - 1   # term normal iff |s| > THR_BASE - |g|
-INT_MAX = 0x7FFFFFFF
 TOP_EXP = 1 << 30                            # top bit of the exponent field
 FAST, MASKED, EXACT = 0, 1, 2
 
