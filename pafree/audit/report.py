@@ -63,7 +63,7 @@ class KernelScan:
     """One Numba kernel (or CUDA PTX) scanned by the static layer."""
     name: str
     signatures: list
-    counts: dict      # instruction class -> count, e.g. {"int add": 12, "float add": 3, "fmul": 0}
+    counts: dict      # instruction class -> count, e.g. {"asm int add": 12, "ir float add": 3}
     forbidden: list   # offending instruction lines (empty when clean)
 
 
