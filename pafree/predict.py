@@ -10,11 +10,9 @@ import json
 import os
 import sys
 
-import numpy as np
-
 from . import config
 from .autograd import no_grad
-from .train import CHECKPOINT, Run
+from .train import CHECKPOINT, Run, predictor
 
 
 def load_run(run_dir):
@@ -36,18 +34,14 @@ def predict(run, inputs):
 
 
 def translate(run, words):
-    task, model = run.task, run.model
+    task = run.task
     sources = []
     for word in words:
         try:
             sources.append(task.encode_source(word))
         except ValueError as err:
             raise ValueError(f"cannot translate {word!r}: {err}") from None
-    width = max(len(s) for s in sources)
-    src = np.full((len(sources), width), model.pad_id, dtype=np.int64)
-    for i, s in enumerate(sources):
-        src[i, :len(s)] = s
-    outputs = model.beam_search(src, beam=run.hparams["beam"], max_len=task.max_tgt_len)
+    outputs = predictor(task, run.model, run.hparams)(sources)
     return [f"{w} -> {task.decode_target(o)}" for w, o in zip(words, outputs)]
 
 
@@ -60,17 +54,18 @@ def classify(run, indices):
             raise ValueError(f"{text!r} is not a test image index (0..{n - 1})")
         chosen.append(int(text))
     patches = task.patches("test")[chosen]
-    predicted = run.model.forward_patches(patches).data.argmax(axis=1)
+    predicted = predictor(task, run.model, run.hparams)(patches)
     return [f"test image {i}: predicted {p} (label {task.labels['test'][i]})"
             for i, p in zip(chosen, predicted)]
 
 
 def add(run, sums):
     task = run.task
+    generate = predictor(task, run.model, run.hparams)
     lines = []
     for text in sums:
         a, b = task.parse(text)
-        generated = run.model.generate(*task.prompts([a], [b]))[0]
+        generated = generate(*task.prompts([a], [b]))[0]
         answer = task.decode_answer(generated)
         shown = answer if answer is not None else "(no number: the model did not end a digit string)"
         lines.append(f"{a}+{b} = {shown} (true {a + b})")

@@ -20,7 +20,6 @@ no float multiply, divide, square root, exp or log. Logging and metrics (mean
 loss of a logging interval, accuracy, BLEU) are reporting, outside that step.
 """
 import argparse
-import importlib
 import inspect
 import json
 import math
@@ -34,7 +33,8 @@ from . import config, optim
 from .autograd import no_grad
 from . import functional as F
 from .models import DecoderOnlyLM, EncoderDecoder, ViT, set_dropout_rng
-from .tasks import TASKS, get_task
+from .tasks import TASKS, get_task, task_class
+from .tasks.vocab import pad_batch
 
 MODES = ("standard", "pa-matmul", "pa")
 COMPONENT_FLAGS = ("matmul", "norm", "softmax", "loss", "other")
@@ -56,18 +56,16 @@ def resolve_settings(task="digits", mode="pa", seed=0, optimizer=None, **overrid
     """The full settings of a run: task, component modes, seed and hyper-parameters
     (the task's defaults with ``overrides`` applied). Unknown names raise ValueError
     listing the valid ones."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(sorted(TASKS))}")
+    defaults = task_class(task).defaults      # ValueError for an unknown task
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
-    components = {c: overrides.pop(c) for c in COMPONENT_FLAGS if overrides.get(c) is not None}
-    for c in COMPONENT_FLAGS:
-        overrides.pop(c, None)
+    flags = {c: overrides.pop(c, None) for c in COMPONENT_FLAGS}
+    components = {c: m for c, m in flags.items() if m is not None}
     if optimizer is not None:
         components["optim"] = optimizer
     with config.mode(mode, **components) as modes:   # validates the component values
         pass
-    hparams = dict(get_task(task).defaults)
+    hparams = dict(defaults)
     valid = set(hparams) | set(task_parameters(task))
     unknown = sorted(set(overrides) - valid)
     if unknown:
@@ -79,8 +77,7 @@ def resolve_settings(task="digits", mode="pa", seed=0, optimizer=None, **overrid
 
 def task_parameters(name):
     """The names of the task constructor's options (e.g. digits' patch_size, shift)."""
-    module, cls = TASKS[name]
-    return inspect.signature(getattr(importlib.import_module(module), cls)).parameters
+    return inspect.signature(task_class(name)).parameters
 
 
 def task_options(name, hparams):
@@ -144,7 +141,7 @@ def predictor(task, model, hparams, beam=None):
         def translate(sources, chunk=250):
             out = []
             for i in range(0, len(sources), chunk):
-                src = pad_rows(sources[i:i + chunk], model.pad_id)
+                src, _ = pad_batch(sources[i:i + chunk])
                 if beam == 1:
                     out += model.greedy(src, max_len=task.max_tgt_len)
                 else:
@@ -152,14 +149,6 @@ def predictor(task, model, hparams, beam=None):
             return out
         return translate
     return model.generate
-
-
-def pad_rows(rows, pad_id):
-    width = max(len(r) for r in rows)
-    out = np.full((len(rows), width), pad_id, dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-    return out
 
 
 METRIC = {"classify": "accuracy", "seq2seq": "exact_match", "lm": "exact_match"}
@@ -477,7 +466,7 @@ def run(args):
     except (ValueError, FileExistsError, FileNotFoundError, NonFiniteLoss) as err:
         print(f"pafree train: error: {err}", file=sys.stderr)
         return 1
-    metric = METRIC[get_task(final["task"]).kind]
+    metric = METRIC[task_class(final["task"]).kind]
     line = ", ".join(f"{k} {v:.4f}" if k.startswith("test_") else f"{k} {v}"
                      for k, v in final.items())
     print(line)

@@ -102,7 +102,7 @@ class Module:
         head = f"{type(self).__name__}({self.extra_repr()})"
         if not self._children:
             return head + (f"  [{own:,} params]" if own else "")
-        lines = [f"{type(self).__name__}({self.extra_repr()})  [{self.num_parameters():,} params]"]
+        lines = [f"{head}  [{self.num_parameters():,} params]"]
         lines += [f"  ({name}): parameter {p.data.shape}" for name, p in self._params.items()]
         for name, child in self._children.items():
             child_repr = repr(child).replace("\n", "\n  ")

@@ -8,9 +8,10 @@
 - ``addition`` integer addition for a decoder-only LM, optionally with position coupling
                (exact match per operand length, including lengths longer than trained).
 
-Every task has ``name``, ``kind``, ``defaults``, ``size(split)``,
-``train_batch(step, batch_size, seed)``, ``batches(split, batch_size)`` and
-``evaluate(fn, split, limit=None)``; see each module. Data preparation and metrics are
+Every task class has ``name``, ``kind`` and ``defaults`` (the settings of a run with the
+default options), read through ``task_class(name)`` without building the data; a built
+task also has ``size(split)``, ``train_batch(step, batch_size, seed)``,
+``batches(split, batch_size)`` and ``evaluate(fn, split, limit=None)``; see each module. Data preparation and metrics are
 ordinary Python/NumPy: they sit outside the multiplication-free training step.
 """
 import importlib
@@ -26,12 +27,17 @@ TASKS = {
 SPLITS = ("train", "valid", "test")
 
 
-def get_task(name, **options):
-    """The task called ``name``, built with ``options`` (see the task's class)."""
+def task_class(name):
+    """The class of the task called ``name`` (imported, nothing built)."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}")
     module, cls = TASKS[name]
-    return getattr(importlib.import_module(module), cls)(**options)
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_task(name, **options):
+    """The task called ``name``, built with ``options`` (see the task's class)."""
+    return task_class(name)(**options)
 
 
 def check_split(split):

@@ -50,6 +50,7 @@ class AdditionTask:
 
     name = "addition"
     kind = "lm"
+    defaults = DEFAULTS
 
     def __init__(self, position_coupling=DEFAULTS["position_coupling"],
                  train_digits=DEFAULTS["train_digits"], eval_digits=DEFAULTS["eval_digits"]):
@@ -66,8 +67,6 @@ class AdditionTask:
         self.heldout = {(int(a), int(b)) for split in ("valid", "test")
                         for L, (aa, bb) in self.eval_pairs[split].items() if L > 1
                         for a, b in zip(aa, bb)}
-        self.defaults = dict(DEFAULTS, position_coupling=self.coupled,
-                             train_digits=train_digits, eval_digits=eval_digits)
 
     def draw_eval_pairs(self):
         """split -> {L: (a, b)} arrays of evaluation operands, fixed by SEED."""
@@ -125,7 +124,6 @@ class AdditionTask:
             batch["positions"][i, :n] = positions[:-1]
             batch["targets"][i, :n] = tokens[1:]
             batch["loss_mask"][i, tokens.index(eq):n] = 1.0   # predict answer digits and EOS
-        batch["pad_mask"] = batch["tokens"] != PAD
         return batch
 
     def train_batch(self, step, batch_size, seed):

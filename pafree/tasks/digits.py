@@ -42,6 +42,7 @@ class DigitsTask:
 
     name = "digits"
     kind = "classify"
+    defaults = DEFAULTS
     n_classes = 10
 
     def __init__(self, patch_size=DEFAULTS["patch_size"], shift=DEFAULTS["shift"]):
@@ -62,7 +63,6 @@ class DigitsTask:
         self.shift = shift
         self.n_patches = (8 // patch_size) ** 2
         self.patch_dim = patch_size * patch_size
-        self.defaults = dict(DEFAULTS, patch_size=patch_size, shift=shift)
 
     def size(self, split):
         check_split(split)

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import check_split, epoch_indices
 from .metrics import bleu, exact_match
-from .vocab import BOS, EOS, PAD, Vocab
+from .vocab import BOS, EOS, Vocab, pad_batch
 
 SIZES = {"train": 20_000, "valid": 500, "test": 1_000}
 SEED = 0
@@ -159,20 +159,12 @@ def draw_numbers():
     return {"train": train, "valid": valid, "test": test}
 
 
-def pad_batch(seqs):
-    """List of id lists -> (B, T) int64 padded with PAD and the (B, T) bool mask of real ids."""
-    width = max(len(s) for s in seqs)
-    ids = np.full((len(seqs), width), PAD, np.int64)
-    for row, s in zip(ids, seqs):
-        row[:len(s)] = s
-    return ids, ids != PAD
-
-
 class NumbersTask:
     """German -> English number words (see the module docstring)."""
 
     name = "numbers"
     kind = "seq2seq"
+    defaults = DEFAULTS
     max_src_len = MAX_TOKENS
     max_tgt_len = MAX_TOKENS + 1        # with BOS (tgt_in) or EOS (tgt_out)
 
@@ -184,7 +176,6 @@ class NumbersTask:
                     for s, ns in self.numbers.items()}
         self.tgt = {s: [self.tgt_vocab.encode(english_tokens(n)) for n in ns]
                     for s, ns in self.numbers.items()}
-        self.defaults = dict(DEFAULTS)
 
     def size(self, split):
         check_split(split)

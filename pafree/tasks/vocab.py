@@ -1,4 +1,6 @@
 """Token vocabularies with the four special ids shared by every sequence task."""
+import numpy as np
+
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 
@@ -31,3 +33,12 @@ class Vocab:
             if i not in (PAD, BOS):
                 out.append(self.itos[i])
         return out
+
+
+def pad_batch(seqs):
+    """List of id lists -> (B, T) int64 padded with PAD and the (B, T) bool mask of real ids."""
+    width = max(len(s) for s in seqs)
+    ids = np.full((len(seqs), width), PAD, np.int64)
+    for row, s in zip(ids, seqs):
+        row[:len(s)] = s
+    return ids, ids != PAD
