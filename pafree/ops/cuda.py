@@ -23,8 +23,8 @@ import numpy as np
 from numba import cuda
 from numba.extending import register_jitable
 
-from . import bits
-from .adamw import adamw_pa_element
+from . import bits, cpu
+from .adamw import adamw_pa_element, as_bits, as_float
 from .cpu import float32_array
 
 # Launch shapes. Results never depend on them (grid-stride loops; every sum in index order).
@@ -133,8 +133,6 @@ def scatter_add_kernel(out, targets, starts, sources, values):
 def floor_kernel(x, out):
     """IEEE floor from the bits: clear the fraction bits; a negative number with a fraction
     then steps down by 1.0 (an exact float subtraction)."""
-    cell = cuda.local.array(1, np.int32)
-    cell_f = cell.view(np.float32)
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         v = x[i]
         e = ((v & bits.MAG) >> bits.MANT_BITS) - bits.BIAS      # unbiased exponent
@@ -147,9 +145,7 @@ def floor_kernel(x, out):
             if v & fraction == 0 or v >= 0:
                 out[i] = v & ~fraction
             else:
-                cell[0] = v & ~fraction
-                cell_f[0] = cell_f[0] - np.float32(1)
-                out[i] = cell[0]
+                out[i] = as_bits(as_float(v & ~fraction) - np.float32(1))
 
 
 @cuda_kernel("void(int32[::1], boolean[::1])")
@@ -171,11 +167,9 @@ def nonnegative_kernel(x, out):
         out[i] = x[i] >= 0
 
 
-UNARY = {name: unary_kernel(getattr(bits, name), name) for name in (
-    "paexp2", "palog2", "pasqrt", "paexp", "palog",
-    "paexp2_slope", "palog2_slope", "pasqrt_slope")}
-BINARY = {name: binary_kernel(getattr(bits, name), name) for name in (
-    "pam", "pad", "papow", "pam_slope", "pad_slope_a", "pad_slope_b")}
+# the PA primitives of the CPU kernels (cpu.py), from the same bits.py functions
+UNARY = {name: unary_kernel(getattr(bits, name), name) for name in cpu.UNARY}
+BINARY = {name: binary_kernel(getattr(bits, name), name) for name in cpu.BINARY}
 
 
 # the float add/sub/negate the autograd shares between all modes (no multiply involved)
@@ -268,8 +262,6 @@ def tiled_gemm(tile, name):
         """
         sa = cuda.shared.array((tile, tile), np.int32)
         sb = cuda.shared.array((tile, tile), np.int32)
-        prod = cuda.local.array(1, np.int32)
-        prod_f = prod.view(np.float32)       # the PAM result's bits read as a float32
         m, k = a.shape[1], a.shape[2]
         n = b.shape[2]
         tx = cuda.threadIdx.x
@@ -285,8 +277,7 @@ def tiled_gemm(tile, name):
             sb[ty, tx] = b[zb, k0 + ty, col] if k0 + ty < k and col < n else 0
             cuda.syncthreads()
             for kk in range(tile):
-                prod[0] = bits.pam(sa[ty, kk], sb[kk, tx])
-                acc += prod_f[0]
+                acc += as_float(bits.pam(sa[ty, kk], sb[kk, tx]))
             cuda.syncthreads()
         if row < m and col < n:
             out[z, row, col] = acc
@@ -297,44 +288,32 @@ pam_gemm_tiled = tiled_gemm(TILE, "pam_gemm_tiled")
 pam_gemm_small = tiled_gemm(SMALL_TILE, "pam_gemm_small")
 
 
-@cuda_kernel("void(int32[:, :, ::1], int32[:, :, ::1], int32[:, :, ::1], float32[:, :, ::1])")
-def exact_grad_a(a, b, dy, da):
-    """da[z, i, k] = sum_j pam(dy[z, i, j], pam_slope(a[i, k], b[k, j])), j increasing."""
-    prod = cuda.local.array(1, np.int32)
-    prod_f = prod.view(np.float32)
-    nb, m, k_total = da.shape
-    n = dy.shape[2]
-    for t in range(cuda.grid(1), nb * m * k_total, cuda.gridsize(1)):
-        z = t // (m * k_total)
-        i = (t - z * m * k_total) // k_total
-        k = t - (z * m + i) * k_total
-        za = z if a.shape[0] > 1 else 0
-        zb = z if b.shape[0] > 1 else 0
-        acc = np.float32(0)
-        for j in range(n):
-            prod[0] = bits.pam(dy[z, i, j], bits.pam_slope(a[za, i, k], b[zb, k, j]))
-            acc += prod_f[0]
-        da[z, i, k] = acc
+def exact_grad(of_a, name):
+    """The kernel of the exact derivative of pam_matmul with respect to a (``of_a``) or b."""
+    @cuda_kernel("void(int32[:, :, ::1], int32[:, :, ::1], int32[:, :, ::1], float32[:, :, ::1])", name)
+    def kernel(a, b, dy, grad):
+        """of_a: grad[z, i, k] = sum_j pam(dy[z, i, j], pam_slope(a[i, k], b[k, j])), j increasing;
+        else: grad[z, k, j] = sum_i pam(dy[z, i, j], pam_slope(b[k, j], a[i, k])), i increasing."""
+        nb, rows, cols = grad.shape
+        steps = dy.shape[2] if of_a else dy.shape[1]
+        for t in range(cuda.grid(1), nb * rows * cols, cuda.gridsize(1)):
+            z = t // (rows * cols)
+            r = (t - z * rows * cols) // cols
+            c = t - (z * rows + r) * cols
+            za = z if a.shape[0] > 1 else 0
+            zb = z if b.shape[0] > 1 else 0
+            acc = np.float32(0)
+            for s in range(steps):
+                if of_a:            # (r, c, s) = (i, k, j)
+                    acc += as_float(bits.pam(dy[z, r, s], bits.pam_slope(a[za, r, c], b[zb, c, s])))
+                else:               # (r, c, s) = (k, j, i)
+                    acc += as_float(bits.pam(dy[z, s, c], bits.pam_slope(b[zb, r, c], a[za, s, r])))
+            grad[z, r, c] = acc
+    return kernel
 
 
-@cuda_kernel("void(int32[:, :, ::1], int32[:, :, ::1], int32[:, :, ::1], float32[:, :, ::1])")
-def exact_grad_b(a, b, dy, db):
-    """db[z, k, j] = sum_i pam(dy[z, i, j], pam_slope(b[k, j], a[i, k])), i increasing."""
-    prod = cuda.local.array(1, np.int32)
-    prod_f = prod.view(np.float32)
-    nb, k_total, n = db.shape
-    m = dy.shape[1]
-    for t in range(cuda.grid(1), nb * k_total * n, cuda.gridsize(1)):
-        z = t // (k_total * n)
-        k = (t - z * k_total * n) // n
-        j = t - (z * k_total + k) * n
-        za = z if a.shape[0] > 1 else 0
-        zb = z if b.shape[0] > 1 else 0
-        acc = np.float32(0)
-        for i in range(m):
-            prod[0] = bits.pam(dy[z, i, j], bits.pam_slope(b[zb, k, j], a[za, i, k]))
-            acc += prod_f[0]
-        db[z, k, j] = acc
+exact_grad_a = exact_grad(True, "exact_grad_a")
+exact_grad_b = exact_grad(False, "exact_grad_b")
 
 
 # --- optimizer ------------------------------------------------------------------------------
@@ -387,12 +366,18 @@ def as_flat(x, dtype):
     return x.reshape(x.size).view(dtype)
 
 
-def unary(name, x):
-    x = to_device(x, name)
-    out = cuda.device_array(x.shape, np.float32)
+def elementwise(kernel, x, op, view=np.int32, result=np.float32):
+    """kernel(x, out) on flat arrays: x read as ``view``; out a new array of x's shape and
+    dtype ``result``, read as ``view`` too when float32 (else as it is: bool)."""
+    x = to_device(x, op)
+    out = cuda.device_array(x.shape, result)
     if x.size:
-        UNARY[name][launch(x.size)](as_flat(x, np.int32), as_flat(out, np.int32))
+        kernel[launch(x.size)](as_flat(x, view), as_flat(out, view if result is np.float32 else result))
     return out
+
+
+def unary(name, x):
+    return elementwise(UNARY[name], x, name)
 
 
 def broadcast_strides(shape, out_shape):
@@ -403,35 +388,41 @@ def broadcast_strides(shape, out_shape):
     for d in range(len(shape) - 1, -1, -1):
         strides[d] = step if shape[d] == out_shape[d] and shape[d] != 1 else 0
         step *= shape[d]
-    return strides
+    return tuple(strides)
 
 
 @cache
+def device_geometry(shape, strides):
+    """source_index's geometry on the device: a row of element ``strides`` per operand, then
+    ``shape`` (all tuples). Copied to the device once per key: kernels only read it."""
+    rows = strides + (shape,)
+    return cuda.to_device(np.array(rows, np.int64).reshape(len(rows), len(shape)))
+
+
 def same_shapes(operands):
-    """The geometry of operands that all have the output's shape, made once per operand count."""
-    return cuda.to_device(np.zeros((operands + 1, 0), np.int64))
+    """The geometry of operands that all have the output's shape: no columns (source_index's
+    fast path), one per operand count."""
+    return device_geometry((), ((),) * operands)
 
 
-def broadcast_geometry(out_shape, *shapes):
-    """Each operand's strides into ``out_shape``, then the shape itself (see source_index)."""
-    if all(tuple(s) == tuple(out_shape) for s in shapes):
+@cache
+def broadcast_geometry(out_shape, shapes):
+    """The geometry of operands of ``shapes`` (tuples) broadcast to ``out_shape``."""
+    if all(s == out_shape for s in shapes):
         return same_shapes(len(shapes))
-    rows = [broadcast_strides(s, out_shape) for s in shapes] + [list(out_shape)]
-    return cuda.to_device(np.array(rows, np.int64).reshape(len(rows), len(out_shape)))
+    return device_geometry(out_shape, tuple(broadcast_strides(s, out_shape) for s in shapes))
 
 
-def launch_binary(kernel, a, b, dtype):
+def binary(name, a, b, table=BINARY, dtype=np.int32):
+    """table[name] on a and b broadcast, both read as ``dtype`` (int32: bits; float32: floats)."""
+    a, b = to_device(a, name), to_device(b, name)
     shape = np.broadcast_shapes(a.shape, b.shape)
     out = cuda.device_array(shape, np.float32)
     if out.size:
-        kernel[launch(out.size)](
-            as_flat(a, dtype), as_flat(b, dtype), broadcast_geometry(shape, a.shape, b.shape),
-            as_flat(out, dtype))
+        table[name][launch(out.size)](
+            as_flat(a, dtype), as_flat(b, dtype),
+            broadcast_geometry(shape, (tuple(a.shape), tuple(b.shape))), as_flat(out, dtype))
     return out
-
-
-def binary(name, a, b):
-    return launch_binary(BINARY[name], to_device(a, name), to_device(b, name), np.int32)
 
 
 def pam(a, b):
@@ -489,27 +480,19 @@ def pasqrt_slope(x):
 
 
 def add(a, b):
-    return launch_binary(FLOAT_BINARY["add"], to_device(a, "add"), to_device(b, "add"), np.float32)
+    return binary("add", a, b, FLOAT_BINARY, np.float32)
 
 
 def sub(a, b):
-    return launch_binary(FLOAT_BINARY["sub"], to_device(a, "sub"), to_device(b, "sub"), np.float32)
-
-
-def float_unary(name, x):
-    x = to_device(x, name)
-    out = cuda.device_array(x.shape, np.float32)
-    if x.size:
-        FLOAT_UNARY[name][launch(x.size)](as_flat(x, np.float32), as_flat(out, np.float32))
-    return out
+    return binary("sub", a, b, FLOAT_BINARY, np.float32)
 
 
 def neg(x):
-    return float_unary("neg", x)
+    return elementwise(FLOAT_UNARY["neg"], x, "neg", np.float32)
 
 
 def relu(x):
-    return float_unary("relu", x)
+    return elementwise(FLOAT_UNARY["relu"], x, "relu", np.float32)
 
 
 def where(a, b, cond):
@@ -522,43 +505,39 @@ def where(a, b, cond):
     if out.size:
         where_kernel[launch(out.size)](
             as_flat(a, np.float32), as_flat(b, np.float32), as_flat(cond, np.bool_),
-            broadcast_geometry(shape, a.shape, b.shape, cond.shape), as_flat(out, np.float32))
+            broadcast_geometry(shape, (tuple(a.shape), tuple(b.shape), tuple(cond.shape))),
+            as_flat(out, np.float32))
     return out
 
 
 def floor(x):
-    x = to_device(x, "floor")
-    out = cuda.device_array(x.shape, np.float32)
-    if x.size:
-        floor_kernel[launch(x.size)](as_flat(x, np.int32), as_flat(out, np.int32))
-    return out
+    return elementwise(floor_kernel, x, "floor")
 
 
 def isfinite(x):
-    x = to_device(x, "isfinite")
-    out = cuda.device_array(x.shape, np.bool_)
-    if x.size:
-        isfinite_kernel[launch(x.size)](as_flat(x, np.int32), as_flat(out, np.bool_))
-    return out
+    return elementwise(isfinite_kernel, x, "isfinite", result=np.bool_)
 
 
-def positions(shape, idx):
-    """The flat positions that ``array_of(shape)[idx]`` reads, worked out on the host.
+def flat_positions(shape):
+    """Each element's flat position, as an int64 host array of ``shape`` (made once per call
+    of an op, whatever number of parts it indexes)."""
+    return np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
 
-    Integer work on the index alone (idx holds host ints, slices and integer
-    arrays); the data stay on the device.
+
+def positions(every, idx):
+    """The flat positions that ``idx`` reads from an array, given its ``flat_positions``.
+
+    Integer work on the index alone, on the host (idx holds ints, slices and integer
+    arrays, on the host or the device); the data stay on the device.
     """
     def on_host(i):
         return i.copy_to_host() if is_device_array(i) else i
     idx = tuple(map(on_host, idx)) if isinstance(idx, tuple) else on_host(idx)
-    every = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
     return np.ascontiguousarray(every[idx])
 
 
-def getitem(x, idx):
-    """x[idx] (basic and integer-array indexing) as a new device array."""
-    x = to_device(x, "getitem")
-    where_from = positions(tuple(x.shape), idx)
+def take(x, where_from):
+    """x's elements at the flat positions ``where_from`` (a host array), in its shape."""
     out = cuda.device_array(where_from.shape, np.float32)
     if out.size:
         take_kernel[launch(out.size)](
@@ -566,11 +545,17 @@ def getitem(x, idx):
     return out
 
 
+def getitem(x, idx):
+    """x[idx] (basic and integer-array indexing) as a new device array."""
+    x = to_device(x, "getitem")
+    return take(x, positions(flat_positions(tuple(x.shape)), idx))
+
+
 def scatter_add(out, idx, values):
     """In place, np.add.at(out, idx, values): repeated positions add up in index order."""
     if not is_device_array(out):
         raise TypeError("scatter_add: out must be a device array (it is updated in place)")
-    where_to = positions(tuple(out.shape), idx)
+    where_to = positions(flat_positions(tuple(out.shape)), idx)
     values = to_device(values, "scatter_add")
     if tuple(values.shape) != where_to.shape:
         values = broadcast_to(values, where_to.shape)
@@ -587,11 +572,7 @@ def scatter_add(out, idx, values):
 
 def nonnegative(x):
     """x >= 0 as a bool device array."""
-    x = to_device(x, "nonnegative")
-    out = cuda.device_array(x.shape, np.bool_)
-    if x.size:
-        nonnegative_kernel[launch(x.size)](as_flat(x, np.float32), as_flat(out, np.bool_))
-    return out
+    return elementwise(nonnegative_kernel, x, "nonnegative", np.float32, np.bool_)
 
 
 def axis_view(x, axis):
@@ -630,7 +611,8 @@ def axis_slices(shape, sizes, axis):
 def split(x, sizes, axis):
     """np.split of x into consecutive parts of ``sizes`` along ``axis`` (device copies)."""
     x = to_device(x, "split")
-    return [getitem(x, idx) for idx in axis_slices(tuple(x.shape), sizes, axis)]
+    every = flat_positions(tuple(x.shape))
+    return [take(x, positions(every, idx)) for idx in axis_slices(tuple(x.shape), sizes, axis)]
 
 
 def concatenate(*xs, axis):
@@ -640,19 +622,21 @@ def concatenate(*xs, axis):
     axis %= len(shape)
     shape[axis] = sum(x.shape[axis] for x in xs)
     out = cuda.device_array(tuple(shape), np.float32)
+    every = flat_positions(tuple(shape))
     for x, idx in zip(xs, axis_slices(tuple(shape), [x.shape[axis] for x in xs], axis)):
         if x.size:
             put_kernel[launch(x.size)](
-                as_flat(x, np.float32), cuda.to_device(positions(tuple(shape), idx).reshape(-1)),
+                as_flat(x, np.float32), cuda.to_device(positions(every, idx).reshape(-1)),
                 as_flat(out, np.float32))
     return out
 
 
 def gather_copy(x, strides, shape):
+    """A new array of ``shape`` reading x with element ``strides`` (see source_index)."""
     out = cuda.device_array(shape, np.float32)
     if out.size:
-        geometry = cuda.to_device(np.array([strides, shape], np.int64).reshape(2, len(shape)))
-        gather[launch(out.size)](as_flat(x, np.float32), geometry, as_flat(out, np.float32))
+        gather[launch(out.size)](
+            as_flat(x, np.float32), device_geometry(shape, (strides,)), as_flat(out, np.float32))
     return out
 
 
@@ -662,7 +646,7 @@ def transpose(x, axes=None):
     shape = tuple(x.shape)
     axes = tuple(reversed(range(len(shape)))) if axes is None else tuple(a % len(shape) for a in axes)
     strides = broadcast_strides(shape, shape)
-    return gather_copy(x, [strides[a] for a in axes], tuple(shape[a] for a in axes))
+    return gather_copy(x, tuple(strides[a] for a in axes), tuple(shape[a] for a in axes))
 
 
 def broadcast_to(x, shape):
@@ -711,16 +695,16 @@ def reduce_axes(kernel, x, axis, keepdims, op):
     axes = sorted({int(ax) % x.ndim for ax in axes}, reverse=True)
     for ax in axes:
         shape = tuple(x.shape)
-        outer = int(np.prod(shape[:ax], dtype=np.int64))
-        inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
-        if shape[ax] == 0 and kernel is max_axis:
+        x3 = axis_view(x, ax)
+        outer, n, inner = x3.shape
+        if n == 0 and kernel is max_axis:
             raise ValueError(f"{op}: zero-size axis {ax} has no maximum")
-        if not shape[ax]:
+        if not n:
             out = zeros((outer, inner))                                     # empty sum
         else:
             out = cuda.device_array((outer, inner), np.float32)
             if out.size:
-                kernel[launch(out.size)](x.reshape(outer, shape[ax], inner), out)
+                kernel[launch(out.size)](x3, out)
         x = out.reshape(shape[:ax] + (1,) + shape[ax + 1:])
     if not keepdims:
         x = x.reshape(tuple(s for d, s in enumerate(x.shape) if d not in axes))
