@@ -89,7 +89,7 @@ def train(task, device, monkeypatch, used=None):
     params = run.model.parameters()
     assert all(gpu.is_device_array(p.data) == (device == "cuda") for p in params)
     assert len(norms) == STEPS and min(norms) > run.hparams["clip"]     # clipping did scale
-    return losses + norms, [optim.host(p.data) for p in params], run.optimizer.state_dict()
+    return losses + norms, [registry.to_host(p.data) for p in params], run.optimizer.state_dict()
 
 
 @pytest.mark.parametrize("task", sorted(TINY))
