@@ -6,7 +6,7 @@ A vjp rule ``rule(g, ans, *inputs, **params)`` gets the output gradient, the
 forward answer and the forward inputs (raw arrays) and returns the gradient for
 one input (the tape unbroadcasts it); a primitive has one rule per input, and
 only the rules of inputs that need a gradient run. (A joint rule, for work
-shared between inputs, gets ``needs``, a bool per input, and returns them all.)
+shared between inputs, returns them all; the tape keeps those that are needed.)
 ``vjp`` maps the derivative kind recorded on the node ("exact" or "approx",
 SPEC section 4) to those rules. Rules use only primitives, so a PA rule never
 multiplies: applying an exact slope (a signed power of two) is itself an exact
@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import ops
 from ..ops import bits, cpu, standard
+from ..ops.cpu import is_device_array
 
 PRIMITIVES = {}
 KINDS = ("exact", "approx")
@@ -33,11 +34,6 @@ KINDS = ("exact", "approx")
 def _mT(x):
     """Swap the last two axes (a view)."""
     return np.swapaxes(x, -1, -2)
-
-
-def is_device_array(x):
-    """A Numba CUDA device array (the CUDA simulator's too: it has copy_to_host, not the interface)."""
-    return hasattr(x, "copy_to_host") or hasattr(x, "__cuda_array_interface__")
 
 
 def to_host(x):
@@ -78,7 +74,7 @@ class Primitive:
         return self
 
     def joint_rule(self, fn, kinds=KINDS):
-        """Register ``fn(g, ans, *inputs, needs, **params) -> gradients of all inputs``."""
+        """Register ``fn(g, ans, *inputs, **params) -> gradients of all inputs``."""
         for kind in kinds:
             self.vjp[kind] = fn
         return self
@@ -183,7 +179,7 @@ def _getitem_vjp(g, ans, x, idx):
     return out
 
 
-def _concatenate_vjp(g, ans, *xs, needs, axis):
+def _concatenate_vjp(g, ans, *xs, axis):
     return split(g, [tuple(x.shape)[axis] for x in xs], axis)
 
 
@@ -255,5 +251,5 @@ pam_matmul_exact_grads = Primitive("pam_matmul_exact_grads", ops.pam_matmul_exac
 pam_matmul = Primitive("pam_matmul", ops.pam_matmul)
 pam_matmul.rule(lambda g, ans, a, b: pam_matmul(g, b, transpose_b=True),
                 lambda g, ans, a, b: pam_matmul(a, g, transpose_a=True), kinds=["approx"])
-pam_matmul.joint_rule(lambda g, ans, a, b, needs: pam_matmul_exact_grads(a, b, g),
+pam_matmul.joint_rule(lambda g, ans, a, b: pam_matmul_exact_grads(a, b, g),
                       kinds=["exact"])

@@ -114,12 +114,11 @@ def backward(root, grad=None, retain_graph=False):
         if rules is None:
             raise NotImplementedError(
                 f"primitive '{node.prim.name}' has no {node.kind} derivative rule")
-        needs = [t.requires_grad for t in node.inputs]
         if callable(rules):
-            in_grads = rules(g, node.ans, *node.arrays, needs=needs, **node.params)
+            in_grads = rules(g, node.ans, *node.arrays, **node.params)
         else:
-            in_grads = [rule(g, node.ans, *node.arrays, **node.params) if need else None
-                        for rule, need in zip(rules, needs)]
+            in_grads = [rule(g, node.ans, *node.arrays, **node.params) if t.requires_grad else None
+                        for rule, t in zip(rules, node.inputs)]
         for t, gi in zip(node.inputs, in_grads):
             if gi is None or not t.requires_grad:
                 continue

@@ -58,6 +58,12 @@ def float32_array(x, op):
     return np.asarray(arr, dtype=np.float32, order="C")
 
 
+def is_device_array(x):
+    """True for numba CUDA device arrays, real or simulated (the simulator's lack
+    ``__cuda_array_interface__``; both have copy_to_host)."""
+    return hasattr(x, "copy_to_host")
+
+
 def as_bits(arr, shape):
     """Flat int32 view of a float32 array broadcast to ``shape`` (copied only if broadcast)."""
     if arr.shape != shape:

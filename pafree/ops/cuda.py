@@ -25,7 +25,7 @@ from numba.extending import register_jitable
 
 from . import bits, cpu
 from .adamw import adamw_pa_element, as_bits, as_float
-from .cpu import float32_array
+from .cpu import float32_array, is_device_array
 
 # Launch shapes. Results never depend on them (grid-stride loops; every sum in index order).
 # Numba's simulator starts a Python thread per CUDA thread, so there a launch of the
@@ -333,12 +333,6 @@ def adamw_pa_kernel(p, g, m, v, rate1, rate2, step_size, root_bias2, eps, decay)
 
 
 # --- host side: device arrays in, device arrays out -----------------------------------------
-
-def is_device_array(x):
-    """True for numba device arrays, real or simulated (the simulator's lack
-    ``__cuda_array_interface__``)."""
-    return hasattr(x, "copy_to_host")
-
 
 def to_device(x, op="to_device"):
     """x as a C-contiguous float32 device array; host data is converted like pafree.ops does."""
