@@ -62,7 +62,7 @@ def test_patchify_matches_loop():
             for pc in range(4):
                 expected = images[n, 2 * pr:2 * pr + 2, 2 * pc:2 * pc + 2].reshape(-1)
                 assert np.array_equal(out[n, 4 * pr + pc], expected)
-    with pytest.raises(ValueError, match="does not divide"):
+    with pytest.raises(ValueError, match="divisible"):
         patchify(images, 3)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from ..models import patchify
 from . import check_split, epoch_indices
 from .metrics import accuracy
 
@@ -25,16 +26,6 @@ DEFAULTS = {
     "steps": 1500, "batch_size": 64, "lr": 5e-3, "warmup": 100, "schedule": "cosine",
     "min_lr": 0.0, "weight_decay": 0.05, "betas": (0.9, 0.999), "eps": 1e-8, "clip": 1.0,
 }
-
-
-def patchify(images, patch_size):
-    """(N, H, W) images -> (N, (H/p)*(W/p), p*p) patches, both orders row-major."""
-    n, h, w = images.shape
-    p = patch_size
-    if h % p or w % p:
-        raise ValueError(f"patch size {p} does not divide the {h}x{w} image")
-    x = images.reshape(n, h // p, p, w // p, p).transpose(0, 1, 3, 2, 4)
-    return np.ascontiguousarray(x.reshape(n, (h // p) * (w // p), p * p))
 
 
 class DigitsTask:
