@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import ops
 from ..ops import bits, cpu, standard
-from ..ops.cpu import is_device_array
+from ..ops.cpu import is_device_array, to_host  # to_host: for Tensor.to and the optimizer
 
 PRIMITIVES = {}
 KINDS = ("exact", "approx")
@@ -34,11 +34,6 @@ KINDS = ("exact", "approx")
 def _mT(x):
     """Swap the last two axes (a view)."""
     return np.swapaxes(x, -1, -2)
-
-
-def to_host(x):
-    """x as a host ndarray (one device-to-host copy for a device array)."""
-    return x.copy_to_host() if is_device_array(x) else x
 
 
 def backend_of(args):

@@ -64,6 +64,11 @@ def is_device_array(x):
     return hasattr(x, "copy_to_host")
 
 
+def to_host(x):
+    """x as a host ndarray (one device-to-host copy for a device array)."""
+    return x.copy_to_host() if is_device_array(x) else x
+
+
 def as_bits(arr, shape):
     """Flat int32 view of a float32 array broadcast to ``shape`` (copied only if broadcast)."""
     if arr.shape != shape:

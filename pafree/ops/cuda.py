@@ -25,7 +25,7 @@ from numba.extending import register_jitable
 
 from . import bits, cpu
 from .adamw import adamw_pa_element, as_bits, as_float
-from .cpu import float32_array, is_device_array
+from .cpu import float32_array, is_device_array, to_host
 
 # Launch shapes. Results never depend on them (grid-stride loops; every sum in index order).
 # Numba's simulator starts a Python thread per CUDA thread, so there a launch of the
@@ -524,9 +524,7 @@ def positions(every, idx):
     Integer work on the index alone, on the host (idx holds ints, slices and integer
     arrays, on the host or the device); the data stay on the device.
     """
-    def on_host(i):
-        return i.copy_to_host() if is_device_array(i) else i
-    idx = tuple(map(on_host, idx)) if isinstance(idx, tuple) else on_host(idx)
+    idx = tuple(map(to_host, idx)) if isinstance(idx, tuple) else to_host(idx)
     return np.ascontiguousarray(every[idx])
 
 
