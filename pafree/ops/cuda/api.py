@@ -22,6 +22,7 @@ from .layout import (SMALL_TILE, TILE, as_flat, axis_slices, axis_view, broadcas
                      broadcast_strides, device_geometry, flat_positions, launch, matmul_shapes,
                      positions)
 
+
 def to_device(x, op="to_device"):
     """x as a C-contiguous float32 device array; host data is converted like pafree.ops does."""
     if is_device_array(x):
