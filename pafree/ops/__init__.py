@@ -10,8 +10,9 @@ function and the dtype.
 Forward ops: ``pam`` (A ⊙ B), ``pad`` (A ⊘ B), ``paexp2``, ``palog2`` and the
 derived ``paexp``, ``palog``, ``pasqrt``, ``papow``. Exact derivatives (SPEC
 section 4, always signed powers of two): ``pam_slope`` (dY/dA; dY/dB is
-``pam_slope(b, a)``), ``pad_slope`` (returns dY/dA, dY/dB), ``paexp2_slope``,
-``palog2_slope``, ``pasqrt_slope``.
+``pam_slope(b, a)``), ``pad_slope`` (returns dY/dA, dY/dB; ``pad_slope_a`` and
+``pad_slope_b`` give one each), ``paexp2_slope``, ``palog2_slope``, ``pasqrt_slope``.
+The elementwise ones are generated from the one table in ``elementwise.py``.
 
 Special values follow SPEC section 3: subnormal inputs count as zero, results
 flush to zero below the normal range and become inf above it, and every NaN
