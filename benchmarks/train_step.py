@@ -31,12 +31,12 @@ CATEGORIES = ("GEMM", "other primitives", "optimizer", "Python/tape", "total")
 
 
 class Timers:
-    """Seconds per category, by wrapping the primitive dispatch and the optimizer."""
+    """Seconds per category, by wrapping the registry's kernel dispatch and the optimizer."""
 
     def __init__(self):
         self.seconds = {}
         self.inside_optimizer = False
-        self.saved = registry.Primitive.__call__, optim.clip_grad_norm
+        self.saved = registry.Kernel.__call__, optim.clip_grad_norm
 
     def add(self, key, dt):
         self.seconds[key] = self.seconds.get(key, 0.0) + dt
@@ -64,13 +64,13 @@ class Timers:
                     self.add("optimizer", time.perf_counter() - t0)
             return wrapper
 
-        registry.Primitive.__call__ = timed_call
+        registry.Kernel.__call__ = timed_call
         optim.clip_grad_norm = optimizer_part(clip)
         for run in runs:
             run.optimizer.step = optimizer_part(run.optimizer.step)
 
     def uninstall(self):
-        registry.Primitive.__call__, optim.clip_grad_norm = self.saved
+        registry.Kernel.__call__, optim.clip_grad_norm = self.saved
 
     def step(self, run, batch):
         self.seconds = {}

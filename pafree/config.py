@@ -11,11 +11,12 @@ each ``"standard"`` (the float baseline), ``"pa-exact"`` or ``"pa-approx"``
 """
 import contextlib
 
-MODES = ("standard", "pa-exact", "pa-approx")
+COMPONENT_MODES = ("standard", "pa-exact", "pa-approx")   # matmul, norm, softmax, loss, other
+OPTIM_MODES = ("standard", "pa")                         # the optimizer (pafree.optim)
 COMPONENTS = ("matmul", "norm", "softmax", "loss", "other", "optim")
-ALLOWED = {c: MODES for c in COMPONENTS[:-1]} | {"optim": ("standard", "pa")}
+ALLOWED = {c: COMPONENT_MODES for c in COMPONENTS[:-1]} | {"optim": OPTIM_MODES}
 
-PRESETS = {
+PRESETS = {     # a whole configuration by name (the --mode of training runs)
     "standard": dict.fromkeys(COMPONENTS, "standard"),
     "pa-matmul": dict.fromkeys(COMPONENTS, "standard") | {"matmul": "pa-approx"},
     # the paper's best fully piecewise affine setting: approx everywhere, exact loss

@@ -23,7 +23,7 @@ from .ops import bits
 
 LOG2E = np.int32(bits.LOG2E).view(np.float32)      # float32(log2 e), the constant of paexp/palog
 GELU_SIGMOID = np.float32(-1.702)                   # gelu(x) ≈ x · sigmoid(1.702 x)
-KINDS = ("exact", "approx")
+KINDS = R.KINDS     # the derivative kinds
 
 
 class Arith:
@@ -48,7 +48,7 @@ class Arith:
     def pow(self, x, p): return self.exp2(self.mul(p, self.log2(x)))
 
 
-_ARITH = {mode: Arith(mode) for mode in config.MODES}
+_ARITH = {mode: Arith(mode) for mode in config.COMPONENT_MODES}
 
 
 def _check_kind(derivative):
@@ -191,6 +191,56 @@ def stack(tensors, axis=0):
     ndim = tensors[0].ndim + 1
     axis = axis % ndim
     return concatenate([reshape(t, t.shape[:axis] + (1,) + t.shape[axis:]) for t in tensors], axis)
+
+
+# --- Tensor's operators and methods: exactly the ops above -------------------------
+class _TensorMethods:
+    """Tensor's arithmetic operators and array methods, installed on Tensor below
+    (functional builds on Tensor, so the Tensor module cannot import functional)."""
+
+    def __add__(self, other): return add(self, other)
+    def __radd__(self, other): return add(other, self)
+    def __sub__(self, other): return sub(self, other)
+    def __rsub__(self, other): return sub(other, self)
+    def __neg__(self): return neg(self)
+    def __mul__(self, other): return mul(self, other)
+    def __rmul__(self, other): return mul(other, self)
+    def __truediv__(self, other): return div(self, other)
+    def __rtruediv__(self, other): return div(other, self)
+    def __matmul__(self, other): return matmul(self, other)
+    def __rmatmul__(self, other): return matmul(other, self)
+    def __pow__(self, p): return pow(self, p)
+
+    def __getitem__(self, idx): return getitem(self, idx)
+
+    # --- shape ops and reductions -------------------------------------------------
+    def reshape(self, *shape):
+        return reshape(self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
+
+    def transpose(self, *axes):
+        return transpose(self, (axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else axes) or None)
+
+    permute = transpose
+
+    def swapaxes(self, a, b):
+        axes = list(range(self.ndim))
+        axes[a], axes[b] = axes[b], axes[a]
+        return transpose(self, tuple(axes))
+
+    T = property(lambda self: transpose(self, None))
+
+    def sum(self, axis=None, keepdims=False): return sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return max(self, axis, keepdims)
+    def exp(self): return exp(self)
+    def log(self): return log(self)
+    def sqrt(self): return sqrt(self)
+    def relu(self): return relu(self)
+
+
+for _name, _method in vars(_TensorMethods).items():
+    if callable(_method) or isinstance(_method, property):
+        setattr(Tensor, _name, _method)
 
 
 # --- composites: one graph, the component's arithmetic -------------------------------

@@ -1,23 +1,27 @@
 """Optimizers (SGD, AdamW), learning-rate schedules and gradient clipping.
 
-Every function takes ``mode``: ``"standard"`` is the float baseline (real float32
-multiplies, divides and square roots: it multiplies, and is labelled so), ``"pa"`` does
-every step with piecewise affine operations only: PAM, PAD, pasqrt, float add/subtract/
-compare, and integer shift/subtract/compare on the step counter. The two arithmetics are
-two small tables (``StandardMath``, ``PAMath``); each optimizer is written once over them.
-AdamW's per-element update is one entry of each table: NumPy float math in the baseline,
-one fused pass per parameter in PA: pafree.ops.adamw's scalar function
-``adamw_pa_element`` over bits.py, looped by a serial CPU Numba kernel or, for device
-arrays, by its CUDA kernel in pafree.ops.cuda (measured on the CPU: 0.43 ms vs 0.38 ms
-standard per step for 63k parameters in 40 arrays, one thread).
-The schedules differ in how the factor is evaluated, so they are two classes.
+Every function takes ``mode`` (one of pafree.config.OPTIM_MODES): ``"standard"`` is the
+float baseline (real float32 multiplies, divides and square roots, all in
+pafree.ops.standard: it multiplies, and is labelled so), ``"pa"`` does every step with
+piecewise affine operations only: PAM, PAD, pasqrt, float add/subtract/compare, and
+integer shift/subtract/compare on the step counter.
+
+The optimizer reaches arithmetic one way: the kernels of pafree.autograd.registry, which
+pick the implementation by array type (host or CUDA device arrays). ``ARITHMETIC`` holds
+one small table per mode (``Arithmetic``: mul, div, sqrt, the bias correction and the
+fused AdamW update); each optimizer is written once over it. AdamW's per-parameter update
+is one registry kernel per mode, its per-step scalars one ``AdamWScalars``: the float
+baseline's (pafree.ops.standard.adamw, host only) or the fused PA pass
+(pafree.ops.adamw's scalar function ``adamw_pa_element`` over bits.py, looped by a serial
+CPU Numba kernel or by its CUDA kernel; measured on the CPU: 0.43 ms vs 0.38 ms standard
+per step for 63k parameters in 40 arrays, one thread). The schedules differ in how the
+factor is evaluated, so they are two classes (the baseline's: pafree.ops.standard.Schedule).
 
 Parameters are any objects with ``.data`` (float32 array, updated in place) and
 ``.grad`` (float32 array, or None to skip the parameter). In PA mode the arrays may be
-host ndarrays or CUDA device arrays (``Module.to("cuda")``): the element-wise work goes
-through pafree.autograd.registry's primitives, which pick the kernel by array type, and
-the optimizer state lives beside the parameters. The scalar bookkeeping (bias
-correction, step size, schedule) stays on the host; the float baseline is host only.
+host ndarrays or CUDA device arrays (``Module.to("cuda")``), and the optimizer state
+lives beside the parameters. The scalar bookkeeping (bias correction, step size,
+schedule) stays on the host; the float baseline is host only.
 
 PA choices and their measured errors (reproduce with ``figures/fig_schedule.py`` and
 ``tests/test_optim.py``):
@@ -41,24 +45,21 @@ PA choices and their measured errors (reproduce with ``figures/fig_schedule.py``
   a relative error in [-1/9, 0] to the learning rate (none when lr - min_lr is a power
   of two). Warm-up ``lr ⊙ (t+1)/w`` has only that final PAM error.
 """
-import math
+from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import ops
-from .autograd import registry
-from .ops import bits
-from .ops.adamw import adamw_pa_update
+from . import config
+from .autograd import registry as R
+from .ops import bits, standard
+from .ops.adamw import AdamWScalars
 
-P = registry.PRIMITIVES    # pam, pad, pasqrt, add, sub, sum, zeros: one kernel per backend
-
-MODES = ("standard", "pa")
 SCHEDULES = ("constant", "cosine", "linear")
 
 
 def check_mode(mode):
-    if mode not in MODES:
-        raise ValueError(f"unknown optimizer mode {mode!r}; valid modes: {', '.join(MODES)}")
+    if mode not in config.OPTIM_MODES:
+        raise ValueError(f"unknown optimizer mode {mode!r}; valid modes: {', '.join(config.OPTIM_MODES)}")
 
 
 def scalar(x):
@@ -66,7 +67,7 @@ def scalar(x):
     return np.asarray(x, np.float32).reshape(())[()]
 
 
-on_device = registry.is_device_array
+on_device = R.is_device_array
 
 
 def assign(target, value):
@@ -74,7 +75,7 @@ def assign(target, value):
     if on_device(target):
         target.copy_to_device(value)
     else:
-        target[...] = registry.to_host(value)
+        target[...] = R.to_host(value)
 
 
 def check_backend(mode, arrays):
@@ -84,63 +85,24 @@ def check_backend(mode, arrays):
                          "use mode 'pa' for device arrays")
 
 
-class StandardMath:
-    """The float baseline: real float32 multiply, divide and square root (it multiplies)."""
-
-    @staticmethod
-    def mul(a, b):
-        return np.multiply(a, b, dtype=np.float32)
-
-    @staticmethod
-    def div(a, b):
-        return np.divide(a, b, dtype=np.float32)
-
-    @staticmethod
-    def sqrt(a):
-        return np.sqrt(a, dtype=np.float32)
-
-    @staticmethod
-    def one_minus_power(beta, t, previous):
-        """1 - beta**t, by float power."""
-        return np.float32(1.0 - beta ** t)
-
-    @staticmethod
-    def adamw_update(p, g, m, v, rate1, rate2, step_size, root_bias2, eps, decay):
-        """One AdamW update of p, m, v in place (see ``pafree.ops.adamw`` for the PA twin)."""
-        p -= decay * p
-        m += rate1 * (g - m)
-        v += rate2 * (g * g - v)
-        p -= step_size * (m / (np.sqrt(v) / root_bias2 + eps))
+def pa_one_minus_power(beta, t, previous):
+    """1 - beta**t as the PA EMA of the constant 1, advanced one step from ``previous``."""
+    return scalar(previous + R.pam(np.float32(1.0 - beta), np.float32(1.0) - previous))
 
 
-class PAMath:
-    """Piecewise affine arithmetic: PAM, PAD, pasqrt (the registry's primitives, so device
-    arrays run the device kernels)."""
-
-    mul = staticmethod(P["pam"])
-    div = staticmethod(P["pad"])
-    sqrt = staticmethod(P["pasqrt"])
-
-    @staticmethod
-    def one_minus_power(beta, t, previous):
-        """1 - beta**t as the PA EMA of the constant 1, advanced one step from ``previous``."""
-        return scalar(previous + ops.pam(np.float32(1.0 - beta), np.float32(1.0) - previous))
-
-    @staticmethod
-    def adamw_update(p, g, m, v, *scalars):
-        """One fused pass over the parameter (one kernel call instead of about twelve):
-        pafree.ops.adamw's CPU loop, or its CUDA kernel for device arrays."""
-        if on_device(p):
-            from .ops import cuda
-            cuda.adamw_pa_update(p, g, m, v, *scalars)
-            return
-        flat = [x.reshape(-1) for x in (p, g, m, v)]
-        if not all(np.may_share_memory(x, y) for x, y in zip(flat, (p, g, m, v))):
-            raise ValueError("AdamW(pa) needs contiguous parameter, gradient and state arrays")
-        adamw_pa_update(*(np.asarray(x) for x in flat), *(np.float32(c) for c in scalars))
+class Arithmetic(NamedTuple):
+    """The operations of one optimizer mode."""
+    mul: Callable
+    div: Callable
+    sqrt: Callable
+    one_minus_power: Callable   # (beta, t, previous) -> 1 - beta**t, a host float32
+    adamw: Callable             # (p, g, m, v, AdamWScalars): p, m, v updated in place
 
 
-MATH = {"standard": StandardMath, "pa": PAMath}
+ARITHMETIC = {
+    "standard": Arithmetic(R.fmul, R.fdiv, R.fsqrt, standard.one_minus_power, R.adamw_standard),
+    "pa": Arithmetic(R.pam, R.pad, R.pasqrt, pa_one_minus_power, R.adamw_pa),
+}
 
 
 class Optimizer:
@@ -158,7 +120,7 @@ class Optimizer:
         check_backend(mode, [p.data for p in self.params])
         self.lr = lr
         self.mode = mode
-        self.math = MATH[mode]
+        self.math = ARITHMETIC[mode]
         self.step_count = 0
         self.state = {}
 
@@ -176,10 +138,10 @@ class Optimizer:
 
     def zeros_like(self, x):
         """A float32 zero array on x's backend."""
-        return P["zeros"](tuple(x.shape), x)
+        return R.zeros(tuple(x.shape), x)
 
     def state_dict(self):
-        out = {name: registry.to_host(value).copy() for name, value in self.state.items()}
+        out = {name: R.to_host(value).copy() for name, value in self.state.items()}
         out["step_count"] = np.array(self.step_count, np.int64)
         return out
 
@@ -209,7 +171,7 @@ class SGD(Optimizer):
                 self.state[f"momentum.{i}"] = self.zeros_like(p.data)
 
     def update(self, lr):
-        mul, add = self.math.mul, P["add"]
+        mul, add = self.math.mul, R.add
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
@@ -220,7 +182,7 @@ class SGD(Optimizer):
                 buf = self.state[f"momentum.{i}"]
                 assign(buf, add(mul(self.momentum, buf), g))
                 g = buf
-            assign(p.data, P["sub"](p.data, mul(lr, g)))
+            assign(p.data, R.sub(p.data, mul(lr, g)))
 
 
 class AdamW(Optimizer):
@@ -245,13 +207,12 @@ class AdamW(Optimizer):
         bias1, bias2 = self.state["bias1"], self.state["bias2"]
         bias1[...] = M.one_minus_power(self.betas[0], t, bias1)
         bias2[...] = M.one_minus_power(self.betas[1], t, bias2)
-        step_size = scalar(M.div(lr, bias1))
-        root_bias2 = scalar(M.sqrt(bias2))
-        decay = scalar(M.mul(lr, self.weight_decay))
+        scalars = AdamWScalars(*self.rates, step_size=scalar(M.div(lr, bias1)),
+                               root_bias2=scalar(M.sqrt(bias2)), eps=self.eps,
+                               decay=scalar(M.mul(lr, self.weight_decay)))
         for i, p in enumerate(self.params):
             if p.grad is not None:
-                M.adamw_update(p.data, p.grad, self.state[f"m.{i}"], self.state[f"v.{i}"],
-                               *self.rates, step_size, root_bias2, self.eps, decay)
+                M.adamw(p.data, p.grad, self.state[f"m.{i}"], self.state[f"v.{i}"], scalars)
 
 
 def clip_grad_norm(params, max_norm, mode="pa"):
@@ -260,17 +221,17 @@ def clip_grad_norm(params, max_norm, mode="pa"):
     Returns the norm before clipping (a float). In PA mode the squares are PAMs, the root
     pasqrt and the scale a PAD, so norm and scale carry those errors (a clipped norm can
     exceed max_norm by up to 12.5 %). Squares and sums run where the gradients are (the
-    registry's primitives); only the total comes to the host, one copy per call. The
+    registry's kernels); only the total comes to the host, one copy per call. The
     per-parameter sums add in the backend's order (numpy pairwise, the device in index
     order: the norms agree within float32 summation-order rounding)."""
     check_mode(mode)
-    M = MATH[mode]
+    M = ARITHMETIC[mode]
     grads = [p for p in params if p.grad is not None]
     check_backend(mode, [p.grad for p in grads])
     total = np.float32(0.0)
     for p in grads:
-        total = P["add"](total, P["sum"](M.mul(p.grad, p.grad), None, False))
-    norm = scalar(M.sqrt(registry.to_host(total)))
+        total = R.add(total, R.sum_(M.mul(p.grad, p.grad), None, False))
+    norm = scalar(M.sqrt(R.to_host(total)))
     if norm > max_norm:
         scale = scalar(M.div(np.float32(max_norm), norm))
         for p in grads:
@@ -278,36 +239,19 @@ def clip_grad_norm(params, max_norm, mode="pa"):
     return float(norm)
 
 
-def make_schedule(kind, lr, total_steps, warmup_steps=0, min_lr=0.0, mode="pa"):
+def make_schedule(shape, lr, total_steps, warmup_steps=0, min_lr=0.0, mode="pa"):
     """The learning rate as a function of the update number t = 0, 1, 2, ...
 
-    Warm-up ``lr * (t+1)/warmup_steps`` for t < warmup_steps, then ``constant`` (lr),
-    ``linear`` or ``cosine`` decay from lr to min_lr, reached at t = total_steps and kept.
+    Warm-up ``lr * (t+1)/warmup_steps`` for t < warmup_steps, then ``shape``: ``constant``
+    (lr), ``linear`` or ``cosine`` decay from lr to min_lr, reached at t = total_steps and kept.
     """
     check_mode(mode)
-    if kind not in SCHEDULES:
-        raise ValueError(f"unknown schedule {kind!r}; valid schedules: {', '.join(SCHEDULES)}")
-    if warmup_steps < 0 or kind != "constant" and total_steps <= warmup_steps:
+    if shape not in SCHEDULES:
+        raise ValueError(f"unknown schedule {shape!r}; valid schedules: {', '.join(SCHEDULES)}")
+    if warmup_steps < 0 or shape != "constant" and total_steps <= warmup_steps:
         raise ValueError(f"need 0 <= warmup_steps < total_steps, got {warmup_steps}, {total_steps}")
-    cls = StandardSchedule if mode == "standard" else PASchedule
-    return cls(kind, lr, total_steps, warmup_steps, min_lr)
-
-
-class StandardSchedule:
-    """The float baseline schedule (real multiply, divide and cosine)."""
-
-    def __init__(self, kind, lr, total_steps, warmup_steps, min_lr):
-        self.kind, self.lr, self.min_lr = kind, float(lr), float(min_lr)
-        self.total, self.warmup = int(total_steps), int(warmup_steps)
-
-    def __call__(self, t):
-        if t < self.warmup:
-            return np.float32(self.lr * (t + 1) / self.warmup)
-        if self.kind == "constant":
-            return np.float32(self.lr)
-        p = min(t - self.warmup, self.total - self.warmup) / (self.total - self.warmup)
-        factor = 1.0 - p if self.kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * p))
-        return np.float32(self.min_lr + (self.lr - self.min_lr) * factor)
+    cls = standard.Schedule if mode == "standard" else PASchedule
+    return cls(shape, lr, total_steps, warmup_steps, min_lr)
 
 
 FRACTION_BITS = 24
@@ -347,27 +291,27 @@ def pa_cosine(q):
     if i == len(COSINE_STEPS):
         return COSINE_KNOTS[-1]
     within = fixed_to_float(q & ((1 << seg_bits) - 1), seg_bits)
-    return scalar(COSINE_KNOTS[i] + ops.pam(COSINE_STEPS[i], within))
+    return scalar(COSINE_KNOTS[i] + R.pam(COSINE_STEPS[i], within))
 
 
 class PASchedule:
     """Multiplication-free schedule: integer progress, PA cosine, one PAM by the lr span."""
 
-    def __init__(self, kind, lr, total_steps, warmup_steps, min_lr):
-        self.kind, self.total, self.warmup = kind, int(total_steps), int(warmup_steps)
+    def __init__(self, shape, lr, total_steps, warmup_steps, min_lr):
+        self.shape, self.total, self.warmup = shape, int(total_steps), int(warmup_steps)
         self.lr, self.min_lr = np.float32(lr), np.float32(min_lr)
         self.span = self.lr - self.min_lr
 
     def __call__(self, t):
         if t < self.warmup:
-            return scalar(ops.pam(self.lr, fixed_to_float(fixed_fraction(t + 1, self.warmup),
+            return scalar(R.pam(self.lr, fixed_to_float(fixed_fraction(t + 1, self.warmup),
                                                           FRACTION_BITS)))
-        if self.kind == "constant":
+        if self.shape == "constant":
             return self.lr
         q = fixed_fraction(min(t - self.warmup, self.total - self.warmup),
                            self.total - self.warmup)
-        if self.kind == "linear":
+        if self.shape == "linear":
             factor = np.float32(1.0) - fixed_to_float(q, FRACTION_BITS)
         else:
             factor = pa_cosine(q)
-        return scalar(self.min_lr + ops.pam(self.span, factor))
+        return scalar(self.min_lr + R.pam(self.span, factor))

@@ -432,7 +432,7 @@ def add_arguments(parser):
                         help="standard = float baseline; pa-matmul = PA matmuls only; "
                              "pa = everything piecewise affine (default)")
     for c in COMPONENT_FLAGS:
-        parser.add_argument("--" + c, choices=config.MODES, default=None,
+        parser.add_argument("--" + c, choices=config.COMPONENT_MODES, default=None,
                             help=f"override the {c} component's arithmetic")
     parser.add_argument("--optimizer", choices=("standard", "pa"), default=None,
                         help="optimizer arithmetic (default: pa in mode pa, else standard)")

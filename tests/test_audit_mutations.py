@@ -104,7 +104,7 @@ def bias_correction_by_power(beta, t, previous):
 
 
 def test_optimizer_bookkeeping_multiply_fails_the_audit(capsys, monkeypatch):
-    monkeypatch.setattr(optim.PAMath, "one_minus_power", staticmethod(bias_correction_by_power))
+    monkeypatch.setitem(optim.ARITHMETIC, "pa", optim.ARITHMETIC["pa"]._replace(one_minus_power=bias_correction_by_power))
     status, findings = audit_findings(capsys)
     assert status == 1
     place = mutation_place(bias_correction_by_power)

@@ -118,20 +118,47 @@ def test_missing_rule_names_the_primitive():
         with pytest.raises(NotImplementedError, match="'test_rule_less' has no approx"):
             y.backward()
     finally:
-        del registry.PRIMITIVES["test_rule_less"]
+        del registry.PRIMITIVES["test_rule_less"], registry.KERNELS["test_rule_less"]
 
 
 def test_backend_is_chosen_by_array_type():
     class FakeDeviceArray:            # what marks a numba device array, real or simulated
         def copy_to_host(self):
             raise AssertionError("not called")
-    prim = registry.Primitive("test_backends", lambda x: "cpu")
+    kernel = registry.Kernel("test_backends", lambda x: "cpu")
     try:
-        prim.kernels["cuda"] = lambda x: "cuda"
-        assert prim(np.zeros(1)) == "cpu"
-        assert prim(FakeDeviceArray()) == "cuda"
+        kernel.register("cuda", lambda x: "cuda")
+        assert kernel(np.zeros(1)) == "cpu"
+        assert kernel(FakeDeviceArray()) == "cuda"
     finally:
-        del registry.PRIMITIVES["test_backends"]
+        del registry.KERNELS["test_backends"]
+
+
+def test_a_kernel_refuses_a_backend_it_does_not_claim():
+    class FakeDeviceArray:
+        def copy_to_host(self):
+            raise AssertionError("not called")
+    kernel = registry.Kernel("test_host_only", lambda x: "cpu", backends=("cpu",))
+    try:
+        with pytest.raises(ValueError, match="does not claim backend 'cuda'"):
+            kernel.register("cuda", lambda x: "cuda")
+        with pytest.raises(NotImplementedError, match="test_host_only has no cuda kernel"):
+            kernel(FakeDeviceArray())
+        with pytest.raises(ValueError, match="already registered"):
+            registry.Kernel("test_host_only", lambda x: "cpu")
+    finally:
+        del registry.KERNELS["test_host_only"]
+
+
+def test_kernels_and_primitives_are_apart():
+    """Kernel-only helpers are dispatched but never differentiated: no vjp rules to carry."""
+    assert set(registry.PRIMITIVES) < set(registry.KERNELS)
+    for name, kernel in registry.KERNELS.items():
+        is_primitive = isinstance(kernel, registry.Primitive)
+        assert is_primitive == (name in registry.PRIMITIVES), name
+        assert not is_primitive or kernel.vjp, f"primitive {name} has no vjp rule"
+    for name in ("pam_slope", "pad_slope_a", "scatter_add", "first_max", "zeros", "adamw_pa"):
+        assert not isinstance(registry.KERNELS[name], registry.Primitive), name
 
 
 def test_mismatched_shapes_name_both_shapes_and_the_op():

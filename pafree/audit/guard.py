@@ -226,8 +226,8 @@ def _elements(name, args, params, out):
 def counting():
     """Count, into the active recorder, the primitives that run; guard what they return.
 
-    Wraps, for the duration, every autograd primitive's CPU kernel
-    (``pafree.autograd.registry.PRIMITIVES``) and the pafree.ops elementwise entry
+    Wraps, for the duration, every registry kernel's CPU implementation
+    (``pafree.autograd.registry.KERNELS``, the primitives among them) and the pafree.ops elementwise entry
     points (``pafree.ops.cpu.unary``/``binary``, which every pafree.ops function
     goes through); an ops call made by a primitive counts once, as the primitive.
     """
@@ -262,13 +262,15 @@ def counting():
         return counted
 
     unary, binary = cpu.unary, cpu.binary
-    kernels = {name: prim.kernels["cpu"] for name, prim in registry.PRIMITIVES.items()}
+    fused_updates = (registry.adamw_pa, registry.adamw_standard)   # in place, nothing to guard:
+    kernels = {name: kernel.kernels["cpu"] for name, kernel in registry.KERNELS.items()  # not
+               if kernel not in fused_updates}                                        # counted
     cpu.unary, cpu.binary = entry(unary), entry(binary)
     for name, fn in kernels.items():
-        registry.PRIMITIVES[name].kernels["cpu"] = primitive(name, fn)
+        registry.KERNELS[name].kernels["cpu"] = primitive(name, fn)
     try:
         yield
     finally:
         cpu.unary, cpu.binary = unary, binary
         for name, fn in kernels.items():
-            registry.PRIMITIVES[name].kernels["cpu"] = fn
+            registry.KERNELS[name].kernels["cpu"] = fn

@@ -1,34 +1,46 @@
-"""The primitives: each declared once, with its kernel per backend and its vjp rules side by side.
+"""The registry: every kernel the autograd and the optimizer call, each declared once.
 
-A primitive is callable on raw arrays; the kernel is picked by the array type
-("cpu" for numpy arrays; a device backend registers ``prim.kernels["cuda"]``).
+A ``Kernel`` is backend dispatch only: callable on raw arrays, it runs the
+implementation registered for the arrays' backend ("cpu" for numpy arrays,
+"cuda" for device arrays; ``backend_of``). Each kernel names the backends it
+claims; ``use_cuda()`` registers pafree.ops.cuda's host functions against the
+kernel objects (on the first device call at the latest) and ``missing_backends``
+lists any claim not met. A ``Primitive`` is a kernel plus its vjp rules, in one
+block below its declaration.
+
 A vjp rule ``rule(g, ans, *inputs, **params)`` gets the output gradient, the
 forward answer and the forward inputs (raw arrays) and returns the gradient for
 one input (the tape unbroadcasts it); a primitive has one rule per input, and
 only the rules of inputs that need a gradient run. (A joint rule, for work
 shared between inputs, returns them all; the tape keeps those that are needed.)
 ``vjp`` maps the derivative kind recorded on the node ("exact" or "approx",
-SPEC section 4) to those rules. Rules use only primitives, so a PA rule never
-multiplies: applying an exact slope (a signed power of two) is itself an exact
-PAM. pasqrt is a primitive (the exact (bits + ONE) >> 1 of pafree.ops): its
-exact rule is its own slope, its approx rule g ⊘ (2 ⊙ pasqrt(x)).
+SPEC section 4) to those rules. Rules use only registered kernels, so a PA rule
+never multiplies: applying an exact slope (a signed power of two) is itself an
+exact PAM. pasqrt is a primitive (the exact (bits + ONE) >> 1 of pafree.ops):
+its exact rule is its own slope, its approx rule g ⊘ (2 ⊙ pasqrt(x)).
 
-Three families:
+Kernels (no derivative: never recorded): the exact slopes, zeros/copies,
+scatter_add, first_max, integer_shift, nonnegative, broadcast_to, split, and the
+optimizer's fused AdamW updates (PA on cpu and cuda; the float baseline's on
+cpu only). Primitives, in three families:
 - PA primitives (pam, pad, paexp2, palog2, pasqrt, pam_matmul): distinct exact
   and approx rules.
 - float baseline primitives (fmul, fdiv, fexp2, flog2, fsqrt, fmatmul): the
-  multiplying baseline of pafree.ops.standard, one rule (the true derivative).
+  multiplying baseline of pafree.ops.standard, one rule (the true derivative),
+  cpu only.
 - shared primitives (add, sub, neg, sum, max, relu, where, shape ops): float
   add/compare/copy only, identical in every mode, one rule.
 """
 import numpy as np
 
 from .. import ops
-from ..ops import bits, cpu, standard
+from ..ops import adamw, bits, elementwise, standard
 from ..ops.cpu import is_device_array, to_host  # to_host: for Tensor.to and the optimizer
 
-PRIMITIVES = {}
-KINDS = ("exact", "approx")
+KERNELS = {}        # name -> Kernel: everything dispatched (the primitives included)
+PRIMITIVES = {}     # name -> Primitive: the differentiable ones
+KINDS = ("exact", "approx")     # the derivative kinds (SPEC section 4)
+BACKENDS = ("cpu", "cuda")
 
 
 def _mT(x):
@@ -44,23 +56,54 @@ def backend_of(args):
     return "cpu"
 
 
-def use_cuda():
-    """Register pafree.ops.cuda's device kernels (imports numba.cuda only when called)."""
-    from ..ops import cuda
-    for name, fn in cuda.BACKEND.items():
-        PRIMITIVES[name].kernels["cuda"] = fn
+class Kernel:
+    """Backend dispatch: one implementation per backend, picked by the arguments' array type.
 
+    ``backends`` are the backends this kernel claims; "cpu" is given here, the
+    others are registered against the object (``register``).
+    """
 
-class Primitive:
-    def __init__(self, name, cpu, elementwise=False):
+    def __init__(self, name, cpu, backends=BACKENDS):
+        if name in KERNELS:
+            raise ValueError(f"kernel {name!r} is already registered")
         self.name = name
+        self.backends = tuple(backends)
         self.kernels = {"cpu": cpu}
+        KERNELS[name] = self
+
+    def register(self, backend, fn):
+        if backend not in self.backends:
+            raise ValueError(f"{self!r} does not claim backend {backend!r} (claims {self.backends})")
+        self.kernels[backend] = fn
+
+    def __call__(self, *args, **params):
+        backend = backend_of(args)
+        try:
+            fn = self.kernels[backend]
+        except KeyError:
+            fn = self._load(backend)
+        return fn(*args, **params)
+
+    def _load(self, backend):
+        """The implementation for ``backend``, registering the CUDA backend on first use."""
+        if backend == "cuda" and backend in self.backends:
+            use_cuda()
+        if backend not in self.kernels:
+            raise NotImplementedError(f"{self.name} has no {backend} kernel (it claims {self.backends})")
+        return self.kernels[backend]
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class Primitive(Kernel):
+    """A kernel plus its vjp rules, one per input, for each derivative kind."""
+
+    def __init__(self, name, cpu, elementwise=False, backends=BACKENDS):
+        super().__init__(name, cpu, backends)
         self.vjp = {}
         self.elementwise = elementwise   # inputs broadcast against each other
         PRIMITIVES[name] = self
-
-    def __call__(self, *args, **params):
-        return self.kernels[backend_of(args)](*args, **params)
 
     def rule(self, *per_input, kinds=KINDS):
         """Register the vjp rules (one per input) for each derivative kind in ``kinds``."""
@@ -74,20 +117,24 @@ class Primitive:
             self.vjp[kind] = fn
         return self
 
-    def __repr__(self):
-        return f"Primitive({self.name!r})"
+
+def missing_backends():
+    """(kernel name, backend) for every claimed backend with no implementation registered."""
+    return [(k.name, b) for k in KERNELS.values() for b in k.backends if b not in k.kernels]
 
 
-# --- kernel-only helpers (no derivative: never recorded) -------------------------
-pam_slope = Primitive("pam_slope", ops.pam_slope)
-pad_slope_a = Primitive("pad_slope_a", lambda a, b: cpu.binary("pad_slope_a", a, b))
-pad_slope_b = Primitive("pad_slope_b", lambda a, b: cpu.binary("pad_slope_b", a, b))
-paexp2_slope = Primitive("paexp2_slope", ops.paexp2_slope)
-palog2_slope = Primitive("palog2_slope", ops.palog2_slope)
-pasqrt_slope = Primitive("pasqrt_slope", ops.pasqrt_slope)
-zeros = Primitive("zeros", lambda shape, like: np.zeros(shape, like.dtype))
-ones_like = Primitive("ones_like", lambda x: np.ones(x.shape, np.float32))
-copy = Primitive("copy", lambda x: np.array(x, dtype=np.float32))
+# --- kernels (no derivative: never recorded) --------------------------------------
+pam_slope = Kernel("pam_slope", ops.pam_slope)
+pad_slope_a = Kernel("pad_slope_a", ops.pad_slope_a)
+pad_slope_b = Kernel("pad_slope_b", ops.pad_slope_b)
+paexp2_slope = Kernel("paexp2_slope", ops.paexp2_slope)
+palog2_slope = Kernel("palog2_slope", ops.palog2_slope)
+pasqrt_slope = Kernel("pasqrt_slope", ops.pasqrt_slope)
+zeros = Kernel("zeros", lambda shape, like: np.zeros(shape, like.dtype))
+ones_like = Kernel("ones_like", lambda x: np.ones(x.shape, np.float32))
+copy = Kernel("copy", lambda x: np.array(x, dtype=np.float32))
+adamw_pa = Kernel("adamw_pa", adamw.adamw_pa)                         # the optimizer's fused
+adamw_standard = Kernel("adamw_standard", standard.adamw, ("cpu",))   # updates (in place)
 
 
 def _scatter_add_cpu(out, idx, values):
@@ -130,12 +177,12 @@ def _integer_shift_cpu(x, axis):
     return np.where(np.isfinite(top), top, np.float32(0))
 
 
-scatter_add = Primitive("scatter_add", _scatter_add_cpu)
-first_max = Primitive("first_max", _first_max_cpu)
-integer_shift = Primitive("integer_shift", _integer_shift_cpu)
-nonnegative = Primitive("nonnegative", lambda x: x >= 0)
-broadcast_to = Primitive("broadcast_to", np.broadcast_to)
-split = Primitive("split", lambda x, sizes, axis: np.split(x, np.cumsum(sizes)[:-1], axis=axis))
+scatter_add = Kernel("scatter_add", _scatter_add_cpu)
+first_max = Kernel("first_max", _first_max_cpu)
+integer_shift = Kernel("integer_shift", _integer_shift_cpu)
+nonnegative = Kernel("nonnegative", lambda x: x >= 0)
+broadcast_to = Kernel("broadcast_to", np.broadcast_to)
+split = Kernel("split", lambda x, sizes, axis: np.split(x, np.cumsum(sizes)[:-1], axis=axis))
 
 # --- shared primitives: float add / compare / copy, same in every mode ----------
 add = Primitive("add", np.add, elementwise=True)
@@ -194,12 +241,13 @@ getitem.rule(_getitem_vjp)
 concatenate.joint_rule(_concatenate_vjp)
 
 # --- the multiplying baseline (pafree.ops.standard) ------------------------------
-fmul = Primitive("fmul", standard.mul, elementwise=True)
-fdiv = Primitive("fdiv", standard.div, elementwise=True)
-fexp2 = Primitive("fexp2", standard.exp2)
-flog2 = Primitive("flog2", standard.log2)
-fsqrt = Primitive("fsqrt", standard.sqrt)
-fmatmul = Primitive("fmatmul", standard.matmul)
+HOST = ("cpu",)     # the float baseline runs on the host only
+fmul = Primitive("fmul", standard.mul, elementwise=True, backends=HOST)
+fdiv = Primitive("fdiv", standard.div, elementwise=True, backends=HOST)
+fexp2 = Primitive("fexp2", standard.exp2, backends=HOST)
+flog2 = Primitive("flog2", standard.log2, backends=HOST)
+fsqrt = Primitive("fsqrt", standard.sqrt, backends=HOST)
+fmatmul = Primitive("fmatmul", standard.matmul, backends=HOST)
 
 fmul.rule(lambda g, ans, a, b: fmul(g, b),
           lambda g, ans, a, b: fmul(g, a))
@@ -242,9 +290,29 @@ pasqrt.rule(lambda g, ans, x: pam(g, pasqrt_slope(x)), kinds=["exact"])
 
 # dA[i,k] = sum_j g[i,j] ⊙ slope(a[i,k], b[k,j]), and dB likewise, in one pass: the exact
 # slope depends on both operands (the mantissa carry), so these are not plain GEMMs of g
-pam_matmul_exact_grads = Primitive("pam_matmul_exact_grads", ops.pam_matmul_exact_grads)
+pam_matmul_exact_grads = Kernel("pam_matmul_exact_grads", ops.pam_matmul_exact_grads)
 pam_matmul = Primitive("pam_matmul", ops.pam_matmul)
 pam_matmul.rule(lambda g, ans, a, b: pam_matmul(g, b, transpose_b=True),
                 lambda g, ans, a, b: pam_matmul(a, g, transpose_a=True), kinds=["approx"])
 pam_matmul.joint_rule(lambda g, ans, a, b: pam_matmul_exact_grads(a, b, g),
                       kinds=["exact"])
+
+
+def use_cuda():
+    """Register pafree.ops.cuda's host functions as the "cuda" backend of the kernels (imports
+    numba.cuda only when called; ``Kernel`` calls it on the first device array it meets)."""
+    from ..ops import cuda
+    table = {KERNELS[name]: getattr(cuda, name)          # the elementwise PA ops, by the one
+             for name in (*elementwise.UNARY, *elementwise.BINARY) if name in KERNELS}  # table
+    table.update({
+        pam_matmul: cuda.pam_matmul, pam_matmul_exact_grads: cuda.pam_matmul_exact_grads,
+        add: cuda.add, sub: cuda.sub, neg: cuda.neg, relu: cuda.relu, where: cuda.where,
+        nonnegative: cuda.nonnegative, sum_: cuda.reduce_sum, max_: cuda.reduce_max,
+        first_max: cuda.first_max, integer_shift: cuda.integer_shift,
+        zeros: cuda.zeros, ones_like: cuda.ones_like, copy: cuda.copy, reshape: cuda.reshape,
+        transpose: cuda.transpose, broadcast_to: cuda.broadcast_to, getitem: cuda.getitem,
+        scatter_add: cuda.scatter_add, split: cuda.split, concatenate: cuda.concatenate,
+        adamw_pa: cuda.adamw_pa,
+    })
+    for kernel, fn in table.items():
+        kernel.register("cuda", fn)

@@ -1,4 +1,8 @@
-"""Tensor: an array plus what autograd needs; operators map onto pafree.functional."""
+"""Tensor: an array plus what autograd needs, and ``apply``, which records a primitive's call.
+
+Tensor's arithmetic operators and array methods (+, *, @, reshape, sum, ...) are
+exactly the functional ops; pafree.functional, which builds on this module,
+installs them on the class, so nothing here imports upward."""
 import numpy as np
 
 from . import registry, tape
@@ -64,7 +68,6 @@ class Tensor:
     def to(self, device):
         """A new leaf with the data on ``device`` ("cpu" or "cuda"), same requires_grad."""
         if device == "cuda":
-            registry.use_cuda()
             from ..ops import cuda
             data = cuda.to_device(self.data)
         elif device == "cpu":
@@ -73,52 +76,12 @@ class Tensor:
             raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda'")
         return Tensor(data, requires_grad=self.requires_grad)
 
-    # --- arithmetic: exactly the functional ops --------------------------------------
-    def __add__(self, other): return F.add(self, other)
-    def __radd__(self, other): return F.add(other, self)
-    def __sub__(self, other): return F.sub(self, other)
-    def __rsub__(self, other): return F.sub(other, self)
-    def __neg__(self): return F.neg(self)
-    def __mul__(self, other): return F.mul(self, other)
-    def __rmul__(self, other): return F.mul(other, self)
-    def __truediv__(self, other): return F.div(self, other)
-    def __rtruediv__(self, other): return F.div(other, self)
-    def __matmul__(self, other): return F.matmul(self, other)
-    def __rmatmul__(self, other): return F.matmul(other, self)
-    def __pow__(self, p): return F.pow(self, p)
-
     # comparisons: not differentiable, give bool tensors (== stays identity so Tensors hash)
     def __lt__(self, other): return Tensor(self.data < _as_array(other))
     def __le__(self, other): return Tensor(self.data <= _as_array(other))
     def __gt__(self, other): return Tensor(self.data > _as_array(other))
     def __ge__(self, other): return Tensor(self.data >= _as_array(other))
     __hash__ = object.__hash__
-
-    def __getitem__(self, idx): return F.getitem(self, idx)
-
-    # --- shape ops and reductions -------------------------------------------------
-    def reshape(self, *shape):
-        return F.reshape(self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
-
-    def transpose(self, *axes):
-        return F.transpose(self, (axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else axes) or None)
-
-    permute = transpose
-
-    def swapaxes(self, a, b):
-        axes = list(range(self.ndim))
-        axes[a], axes[b] = axes[b], axes[a]
-        return F.transpose(self, tuple(axes))
-
-    T = property(lambda self: F.transpose(self, None))
-
-    def sum(self, axis=None, keepdims=False): return F.sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return F.mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return F.max(self, axis, keepdims)
-    def exp(self): return F.exp(self)
-    def log(self): return F.log(self)
-    def sqrt(self): return F.sqrt(self)
-    def relu(self): return F.relu(self)
 
 
 def apply(prim, *inputs, kind="exact", **params):
@@ -140,6 +103,3 @@ def apply(prim, *inputs, kind="exact", **params):
         out.requires_grad = True
         out._node = tape.Node(prim, kind, tensors, arrays, out.data, params)
     return out
-
-
-from .. import functional as F  # noqa: E402  (functional builds on Tensor and apply)

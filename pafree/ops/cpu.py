@@ -8,7 +8,7 @@ functions, so their disk-cache entries stay apart.
 import numpy as np
 from numba import prange
 
-from . import bits
+from . import bits, elementwise
 from .jit import cpu_kernel
 
 PARALLEL_MIN = 1 << 16
@@ -42,11 +42,8 @@ def binary_kernels(fn, name):
     return serial, parallel
 
 
-UNARY = {name: unary_kernels(getattr(bits, name), name) for name in (
-    "paexp2", "palog2", "pasqrt", "paexp", "palog",
-    "paexp2_slope", "palog2_slope", "pasqrt_slope")}
-BINARY = {name: binary_kernels(getattr(bits, name), name) for name in (
-    "pam", "pad", "papow", "pam_slope", "pad_slope_a", "pad_slope_b")}
+UNARY = {name: unary_kernels(getattr(bits, name), name) for name in elementwise.UNARY}
+BINARY = {name: binary_kernels(getattr(bits, name), name) for name in elementwise.BINARY}
 
 
 def float32_array(x, op):

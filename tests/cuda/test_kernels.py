@@ -228,8 +228,22 @@ def test_pam_matmul_vectors_and_errors():
         gpu.pam_matmul(m, m)
 
 
-def test_backend_covers_every_pa_and_shared_primitive():
-    """Every registry primitive has a device kernel, except the float baseline (it multiplies)."""
+def test_every_kernel_has_every_backend_it_claims():
+    """use_cuda() gives every registry kernel that claims "cuda" its device function; only the
+    float baseline (it multiplies) and its AdamW update are host only."""
     from pafree.autograd import registry
-    baseline = {"fmul", "fdiv", "fexp2", "flog2", "fsqrt", "fmatmul"}
-    assert set(gpu.BACKEND) == set(registry.PRIMITIVES) - baseline
+    registry.use_cuda()
+    assert registry.missing_backends() == []
+    host_only = {name for name, k in registry.KERNELS.items() if "cuda" not in k.backends}
+    assert host_only == {"fmul", "fdiv", "fexp2", "flog2", "fsqrt", "fmatmul", "adamw_standard"}
+
+
+def test_a_kernel_missing_from_the_cuda_table_is_found(monkeypatch):
+    """The check above can fail: a kernel claiming "cuda" that use_cuda() does not cover."""
+    from pafree.autograd import registry
+    kernel = registry.Kernel("test_uncovered", lambda x: x)
+    try:
+        registry.use_cuda()
+        assert registry.missing_backends() == [("test_uncovered", "cuda")]
+    finally:
+        del registry.KERNELS["test_uncovered"]

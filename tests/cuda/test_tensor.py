@@ -1,7 +1,8 @@
 """Forward and backward through pafree.Tensor with the data on the device equal the CPU run bit for bit.
 
-``Tensor.to("cuda")`` registers pafree.ops.cuda.BACKEND as the primitives'
-"cuda" kernels; from then on every op on device tensors runs on the device.
+The registry's kernels register pafree.ops.cuda's host functions as their
+"cuda" backend at the first device array they meet; from then on every op on
+device tensors runs on the device.
 
 Bit-exact here because every reduction is sequential on both backends at
 these sizes: numpy's np.sum adds a contiguous axis of 8 or more elements in

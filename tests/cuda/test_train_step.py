@@ -97,7 +97,7 @@ def test_training_step_on_device_equals_cpu(task, monkeypatch, device_array_use)
     got_scalars, got_params, got_state = train(task, "cuda", monkeypatch, device_array_use)
     with monkeypatch.context() as m:
         m.setitem(registry.PRIMITIVES["sum"].kernels, "cpu", sequential_sum)
-        m.setitem(registry.PRIMITIVES["scatter_add"].kernels, "cpu", scatter_add_in_index_order)
+        m.setitem(registry.KERNELS["scatter_add"].kernels, "cpu", scatter_add_in_index_order)
         want_scalars, want_params, want_state = train(task, "cpu", monkeypatch)
     assert got_scalars == want_scalars
     for got, want in zip(got_params, want_params):

@@ -1,0 +1,131 @@
+"""CUDA layout and geometry, all on the host: launch shapes, broadcast strides, index positions,
+axis views and numpy's matmul shape rules. Integer work on shapes and indices only; the data
+stay on the device (``device_geometry`` copies a small int64 table there once per key).
+"""
+from functools import cache
+from typing import NamedTuple
+
+import numba
+import numpy as np
+from numba import cuda
+
+from ..cpu import to_host
+
+# Launch shapes. Results never depend on them (grid-stride loops; every sum in index order).
+# Numba's simulator starts a Python thread per CUDA thread, so there a launch of the
+# grid-stride kernels has one warp (the loops cover the rest: the tests stay fast, and the
+# loops run several times even on tiny arrays).
+SIMULATED = numba.config.ENABLE_CUDASIM
+WARP = 32                # fewest threads per block (tiny arrays: fewer idle threads)
+THREADS = WARP if SIMULATED else 256    # most threads per block, elementwise and reductions
+MAX_BLOCKS = 1 if SIMULATED else 4096   # grid-stride loops cover anything larger
+TILE = 16                # the PAM GEMM's square tile (TILE x TILE threads per block)
+SMALL_TILE = 8           # the tile when one side of the product is this small or smaller
+
+
+def blocks_for(n, threads=THREADS):
+    return max(1, min((n + threads - 1) // threads, MAX_BLOCKS))
+
+def launch(n):
+    """(blocks, threads per block) for a grid-stride loop over n items: a whole number of
+    warps, at most THREADS per block (a few-element array gets one warp, not 256 threads)."""
+    threads = min(THREADS, max(WARP, (n + WARP - 1) // WARP * WARP))
+    return blocks_for(n, threads), threads
+
+def as_flat(x, dtype):
+    return x.reshape(x.size).view(dtype)
+
+def broadcast_strides(shape, out_shape):
+    """Element strides of a C-contiguous ``shape`` read as ``out_shape`` (0 on broadcast axes)."""
+    shape = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    strides = [0] * len(shape)
+    step = 1
+    for d in range(len(shape) - 1, -1, -1):
+        strides[d] = step if shape[d] == out_shape[d] and shape[d] != 1 else 0
+        step *= shape[d]
+    return tuple(strides)
+
+@cache
+def device_geometry(shape, strides):
+    """source_index's geometry on the device: a row of element ``strides`` per operand, then
+    ``shape`` (all tuples). Copied to the device once per key: kernels only read it."""
+    rows = strides + (shape,)
+    return cuda.to_device(np.array(rows, np.int64).reshape(len(rows), len(shape)))
+
+def same_shapes(operands):
+    """The geometry of operands that all have the output's shape: no columns (source_index's
+    fast path), one per operand count."""
+    return device_geometry((), ((),) * operands)
+
+@cache
+def broadcast_geometry(out_shape, shapes):
+    """The geometry of operands of ``shapes`` (tuples) broadcast to ``out_shape``."""
+    if all(s == out_shape for s in shapes):
+        return same_shapes(len(shapes))
+    return device_geometry(out_shape, tuple(broadcast_strides(s, out_shape) for s in shapes))
+
+def flat_positions(shape):
+    """Each element's flat position, as an int64 host array of ``shape`` (made once per call
+    of an op, whatever number of parts it indexes)."""
+    return np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
+
+def positions(every, idx):
+    """The flat positions that ``idx`` reads from an array, given its ``flat_positions``.
+
+    Integer work on the index alone, on the host (idx holds ints, slices and integer
+    arrays, on the host or the device); the data stay on the device.
+    """
+    idx = tuple(map(to_host, idx)) if isinstance(idx, tuple) else to_host(idx)
+    return np.ascontiguousarray(every[idx])
+
+def axis_view(x, axis):
+    """x as (outer, n, inner) around ``axis`` (None: all elements as one axis)."""
+    shape = tuple(x.shape)
+    if axis is None:
+        return x.reshape(1, x.size, 1)
+    axis %= len(shape)
+    return x.reshape(int(np.prod(shape[:axis], dtype=np.int64)), shape[axis],
+                     int(np.prod(shape[axis + 1:], dtype=np.int64)))
+
+def axis_slices(shape, sizes, axis):
+    """The index of each consecutive part of ``sizes`` along ``axis``."""
+    axis %= len(shape)
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    return [(slice(None),) * axis + (slice(starts[p], starts[p + 1]),) for p in range(len(sizes))]
+
+
+class MatmulShapes(NamedTuple):
+    """np.matmul's shapes for a (..., M, K) @ b (..., K, N), 1-D operands promoted."""
+    batch_a: tuple      # a's batch dimensions (those before M, K)
+    batch_b: tuple
+    batch: tuple        # the two broadcast together
+    m: int
+    k: int
+    n: int
+    out: tuple          # the result's shape (the promoted axes of 1-D operands removed)
+
+
+def matmul_shapes(shape_a, shape_b, op, transpose_a=False, transpose_b=False):
+    """THE shape logic of the CUDA matmuls: np.matmul's rules (1-D promotion, batch
+    broadcasting, the errors) on plain tuples, after swapping the last two axes of a
+    transposed operand (of 2-D and more: a 1-D operand stays as it is)."""
+    shape_a, shape_b = tuple(shape_a), tuple(shape_b)
+    if not shape_a or not shape_b:
+        raise ValueError(f"{op}: operands must have at least one dimension")
+    if transpose_a and len(shape_a) > 1:
+        shape_a = shape_a[:-2] + (shape_a[-1], shape_a[-2])
+    if transpose_b and len(shape_b) > 1:
+        shape_b = shape_b[:-2] + (shape_b[-1], shape_b[-2])
+    full_a = (1,) + shape_a if len(shape_a) == 1 else shape_a
+    full_b = shape_b + (1,) if len(shape_b) == 1 else shape_b
+    if full_a[-1] != full_b[-2]:
+        raise ValueError(f"{op}: shapes {shape_a} and {shape_b} do not align")
+    batch_a, batch_b = full_a[:-2], full_b[:-2]
+    batch = np.broadcast_shapes(batch_a, batch_b)
+    (m, k), n = full_a[-2:], full_b[-1]
+    out = batch + (m, n)
+    if len(shape_a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(shape_b) == 1:
+        out = out[:-1]
+    return MatmulShapes(batch_a, batch_b, batch, m, k, n, out)
