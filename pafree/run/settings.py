@@ -1,0 +1,94 @@
+"""The settings of a run: task, component modes, seed and hyper-parameters, resolved from
+the task's defaults and the overrides, and checked before anything is built."""
+import inspect
+
+from .. import config, optim
+from ..tasks import task_class
+
+MODES = ("standard", "pa-matmul", "pa")
+COMPONENT_FLAGS = ("matmul", "norm", "softmax", "loss", "other")
+
+
+def resolve_settings(task="digits", mode="pa", seed=0, optimizer=None, **overrides):
+    """The full settings of a run: task, component modes, seed and hyper-parameters
+    (the task's defaults with ``overrides`` applied). Unknown names raise ValueError
+    listing the valid ones, values out of range what is allowed."""
+    defaults = task_class(task).defaults      # ValueError for an unknown task
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
+    flags = {c: overrides.pop(c, None) for c in COMPONENT_FLAGS}
+    components = {c: m for c, m in flags.items() if m is not None}
+    if optimizer is not None:
+        components["optim"] = optimizer
+    with config.mode(mode, **components) as modes:   # validates the component values
+        pass
+    hparams = dict(defaults)
+    valid = set(hparams) | set(task_parameters(task))
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown} for task {task!r}; "
+                         f"valid: {', '.join(sorted(valid))}")
+    hparams.update(overrides)
+    check_hparams(hparams)
+    return {"task": task, "mode": mode, "seed": seed, "components": modes, "hparams": hparams}
+
+
+def task_parameters(name):
+    """The names of the task constructor's options (e.g. digits' patch_size, shift)."""
+    return inspect.signature(task_class(name)).parameters
+
+
+def task_options(name, hparams):
+    """The settings that go to the task's constructor."""
+    accepted = task_parameters(name)
+    return {k: v for k, v in hparams.items() if k in accepted}
+
+
+
+# What each setting may hold, for every task that has it: (test, what is allowed).
+def _integer(low):
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low,
+            f"an integer >= {low}")
+
+
+def _number(low, high=None, low_open=False):
+    def test(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+            return False
+        above = v > low if low_open else v >= low
+        return above and (high is None or v < high)
+    bound = f"> {low}" if low_open else f">= {low}"
+    return test, f"a number {bound}" + (f" and < {high}" if high is not None else "")
+
+
+def _choice(*allowed):
+    return (lambda v: v in allowed), "one of " + ", ".join(map(str, allowed))
+
+
+RULES = {
+    **{k: _integer(1) for k in ("steps", "batch_size", "d_model", "n_heads", "n_layers",
+                                "n_enc_layers", "n_dec_layers", "d_ff", "beam", "patch_size",
+                                "train_digits", "eval_digits")},
+    "warmup": _integer(0), "shift": _integer(0),
+    "lr": _number(0, low_open=True), "eps": _number(0, low_open=True),
+    "min_lr": _number(0), "weight_decay": _number(0),
+    "dropout": _number(0, 1), "label_smoothing": _number(0, 1),
+    "clip": (lambda v: v is None or _number(0, low_open=True)[0](v), "null (no clipping) or a number > 0"),
+    "betas": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2
+              and all(_number(0, 1)[0](b) for b in v), "two numbers >= 0 and < 1, e.g. [0.9,0.999]"),
+    "norm": _choice("pre", "post"), "activation": _choice("relu", "gelu"),
+    "schedule": _choice(*optim.SCHEDULES),
+    "position_coupling": _choice(True, False),
+}
+
+
+def check_hparams(hparams):
+    """ValueError naming every setting out of range and what it may hold."""
+    problems = [f"{k}={v!r} (allowed: {RULES[k][1]})" for k, v in hparams.items()
+                if k in RULES and not RULES[k][0](v)]
+    if not problems and "n_heads" in hparams and "d_model" in hparams \
+            and hparams["d_model"] % hparams["n_heads"]:
+        problems.append(f"n_heads={hparams['n_heads']} does not divide "
+                        f"d_model={hparams['d_model']} (each head has d_model/n_heads dims)")
+    if problems:
+        raise ValueError("bad setting(s): " + "; ".join(problems))
