@@ -90,8 +90,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
         return batch
 
     monkeypatch.setattr(DigitsTask, "train_batch", poisoned)
-    with pytest.raises(T.NonFiniteLoss, match="step 7"):
+    with pytest.raises(T.NonFiniteLoss) as err:
         tiny_digits(tmp_path, steps=10)            # evaluates and checkpoints every step
+    assert str(err.value) == (f"training stopped: loss is nan at step 8; the last checkpoint "
+                              f"({tmp_path / T.CHECKPOINT}, step 7) is left as it was")
     state = read_checkpoint(tmp_path / T.CHECKPOINT)
     assert int(state["step"]) == 7
     assert all(np.isfinite(v).all() for k, v in state.items() if k.startswith("model/"))

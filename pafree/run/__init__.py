@@ -6,8 +6,9 @@
 - ``loop``: ``train(...)``, the run directory, logging, resume and the curves plot;
 - ``train_cli``, ``predict_cli``: the two commands' arguments and output.
 """
-from .loop import train
-from .run import CHECKPOINT, NonFiniteLoss, Run, build
+from .loop import Aborted, Interrupted, train
+from .run import CHECKPOINT, BrokenFile, NonFiniteLoss, Run, build
 from .settings import MODES, resolve_settings
 
-__all__ = ["train", "build", "Run", "NonFiniteLoss", "CHECKPOINT", "MODES", "resolve_settings"]
+__all__ = ["train", "build", "Run", "resolve_settings", "MODES", "CHECKPOINT",
+           "NonFiniteLoss", "BrokenFile", "Interrupted", "Aborted"]

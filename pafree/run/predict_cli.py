@@ -3,11 +3,12 @@
 The task parses the inputs and writes the answers (see ``Task.answer``): German number
 words -> English (numbers, beam search), test image indices -> predicted class (digits),
 sums ``a+b`` -> the model's answer (addition). The model runs in the run's arithmetic.
+Exit status: 0 answered, 1 bad input or no run there, 2 a broken checkpoint or config file.
 """
 import sys
 
 from ..tasks import TASKS, task_class
-from .run import Run
+from .run import BrokenFile, Run
 
 
 def add_arguments(parser):
@@ -19,6 +20,9 @@ def add_arguments(parser):
 def run(args):
     try:
         lines = Run.from_directory(args.run_dir).answer(args.inputs)
+    except BrokenFile as err:
+        print(f"pafree predict: error: {err}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError) as err:
         print(f"pafree predict: error: {err}", file=sys.stderr)
         return 1

@@ -3,6 +3,8 @@ with checkpoints (parameters, optimizer state and step; no pickle; written atomi
 import json
 import math
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -10,7 +12,7 @@ from .. import config, optim
 from ..autograd import no_grad
 from ..models import set_dropout_rng
 from ..tasks import get_task
-from .settings import check_hparams, resolve_settings, task_options
+from .settings import check_settings, resolve_settings, task_options
 
 CHECKPOINT = "checkpoint.npz"
 CONFIG = "config.json"
@@ -18,7 +20,69 @@ DEVICES = ("cpu", "cuda")
 
 
 class NonFiniteLoss(RuntimeError):
-    pass
+    """A NaN/inf loss; ``step``: the steps completed before it (all with finite losses)."""
+
+    def __init__(self, value, step, message=None):
+        super().__init__(message or f"loss is {value} at step {step + 1}")
+        self.value, self.step = value, step
+
+
+class BrokenFile(ValueError):
+    """A checkpoint or config file that cannot be used; the message names file and problem."""
+
+    def __init__(self, path, problem):
+        super().__init__(f"{path}: {problem}")
+
+
+SETTINGS_KEYS = ("task", "mode", "seed", "components", "hparams")
+
+
+def read_config(path):
+    """The settings in a run's config.json, checked; BrokenFile says what is wrong."""
+    try:
+        with open(path) as f:
+            settings = json.load(f)
+    except FileNotFoundError:
+        raise BrokenFile(path, "missing (a run directory holds config.json beside its "
+                               "checkpoint)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BrokenFile(path, f"not valid JSON ({err})") from None
+    if not isinstance(settings, dict) or not all(k in settings for k in SETTINGS_KEYS):
+        have = sorted(settings) if isinstance(settings, dict) else type(settings).__name__
+        raise BrokenFile(path, f"not a pafree run config (needs keys {', '.join(SETTINGS_KEYS)}; "
+                               f"has {have})")
+    return settings
+
+
+def key_summary(names, most=3):
+    names = sorted(names)
+    shown = ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+    return f"{len(names)} ({shown})"
+
+
+def read_checkpoint(path):
+    """The arrays of a checkpoint, loaded without pickle; BrokenFile says what is wrong."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except FileNotFoundError:
+        raise BrokenFile(path, "missing") from None
+    if magic != b"PK\x03\x04":
+        raise BrokenFile(path, "not a checkpoint (not an .npz archive)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, EOFError, zlib.error, OSError):
+        raise BrokenFile(path, "truncated or corrupt .npz archive") from None
+    except ValueError as err:
+        if "allow_pickle" in str(err):      # numpy's message suggests unpickling: never
+            raise BrokenFile(path, "holds object arrays (pafree checkpoints hold plain "
+                                   "numeric arrays only)") from None
+        raise BrokenFile(path, f"corrupt array data ({err})") from None
+    odd = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
+    if odd:
+        raise BrokenFile(path, f"members that are not arrays: {key_summary(odd)}")
+    return arrays
 
 
 def check_device(device, modes):
@@ -54,11 +118,11 @@ class Run:
     gradient norm); evaluation runs on the CPU, with the weights copied there for it."""
 
     def __init__(self, settings, device="cpu"):
+        check_settings(settings)
         check_device(device, settings["components"])
         self.device = device
         self.settings = settings
         hp = self.hparams = settings["hparams"]
-        check_hparams(hp)
         self.modes = settings["components"]
         self.seed = settings["seed"]
         self.task = get_task(settings["task"], **task_options(settings["task"], hp))
@@ -74,13 +138,20 @@ class Run:
         self.step = 0
 
     @classmethod
-    def from_directory(cls, run_dir):
-        """The run in ``run_dir`` (its config.json) with the parameters of its checkpoint."""
+    def from_directory(cls, run_dir, device="cpu", steps=None):
+        """The run in ``run_dir`` (its config.json; ``steps`` may be raised) with the
+        parameters, optimizer state and step of its checkpoint."""
         ckpt = os.path.join(run_dir, CHECKPOINT)
         if not os.path.exists(ckpt):
             raise FileNotFoundError(f"no checkpoint in {run_dir!r} (expected {ckpt})")
-        with open(os.path.join(run_dir, CONFIG)) as f:
-            run = cls(json.load(f))
+        path = os.path.join(run_dir, CONFIG)
+        settings = read_config(path)
+        if steps is not None:
+            settings["hparams"]["steps"] = steps
+        try:
+            run = cls(settings, device)
+        except (ValueError, TypeError, KeyError) as err:
+            raise BrokenFile(path, f"settings that cannot be run: {err}") from None
         run.load(ckpt)
         run.model.eval()
         return run
@@ -98,7 +169,7 @@ class Run:
             loss = self.task.loss(self.model, batch, self.hparams["label_smoothing"])
             value = float(loss.to("cpu").data)
             if not math.isfinite(value):
-                raise NonFiniteLoss(f"loss is {value} at step {self.step}")
+                raise NonFiniteLoss(value, self.step)
             loss.backward()
             if self.hparams["clip"] is not None:
                 optim.clip_grad_norm(self.model.parameters(), self.hparams["clip"],
@@ -152,12 +223,28 @@ class Run:
                 os.remove(tmp)
 
     def load(self, path):
-        with np.load(path, allow_pickle=False) as data:
-            model = {k[6:]: data[k] for k in data.files if k.startswith("model/")}
-            opt = {k[6:]: data[k] for k in data.files if k.startswith("optim/")}
-            self.model.load_state_dict(model)
-            self.optimizer.load_state_dict(opt)
-            self.step = int(data["step"])
+        """Parameters, optimizer state and step from the checkpoint at ``path``; BrokenFile
+        (nothing loaded) unless it holds exactly this run's arrays with their shapes."""
+        data = read_checkpoint(path)
+        want = {"step": ()}
+        want.update({"model/" + k: p.data.shape for k, p in self.model.named_parameters()})
+        want.update({"optim/" + k: np.shape(v) for k, v in self.optimizer.state_dict().items()})
+        missing, unexpected = set(want) - set(data), set(data) - set(want)
+        if missing or unexpected:
+            problem = "does not match this run's model and optimizer"
+            if missing:
+                problem += f"; missing arrays: {key_summary(missing)}"
+            if unexpected:
+                problem += f"; arrays of another model: {key_summary(unexpected)}"
+            raise BrokenFile(path, problem)
+        wrong = [f"{k} {data[k].shape} (expected {want[k]})" for k in sorted(want)
+                 if data[k].shape != want[k]]
+        if wrong:
+            raise BrokenFile(path, f"shapes differ from this run's model: {key_summary(wrong)}")
+        self.model.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("model/")})
+        self.optimizer.load_state_dict({k[6:]: v for k, v in data.items()
+                                        if k.startswith("optim/")})
+        self.step = int(data["step"])
 
     def parameters_finite(self):
         return all(np.isfinite(p.to("cpu").data).all() for p in self.model.parameters())

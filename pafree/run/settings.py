@@ -9,10 +9,14 @@ MODES = ("standard", "pa-matmul", "pa")
 COMPONENT_FLAGS = ("matmul", "norm", "softmax", "loss", "other")
 
 
-def resolve_settings(task="digits", mode="pa", seed=0, optimizer=None, **overrides):
+def resolve_settings(task="digits", mode="pa", seed=0, optimizer=None, hparams=None,
+                     **overrides):
     """The full settings of a run: task, component modes, seed and hyper-parameters
-    (the task's defaults with ``overrides`` applied). Unknown names raise ValueError
-    listing the valid ones, values out of range what is allowed."""
+    (the task's defaults with ``overrides`` applied). ``overrides`` named like a component
+    (matmul, norm, softmax, loss, other) set its mode; ``hparams`` are hyper-parameters only
+    (the way to set the ``norm`` placement, pre/post, which shares a component's name).
+    Unknown names raise ValueError listing the valid ones, values out of range what is
+    allowed."""
     defaults = task_class(task).defaults      # ValueError for an unknown task
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
@@ -22,15 +26,34 @@ def resolve_settings(task="digits", mode="pa", seed=0, optimizer=None, **overrid
         components["optim"] = optimizer
     with config.mode(mode, **components) as modes:   # validates the component values
         pass
-    hparams = dict(defaults)
-    valid = set(hparams) | set(task_parameters(task))
+    overrides.update(hparams or {})
+    valid = set(defaults) | set(task_parameters(task))
     unknown = sorted(set(overrides) - valid)
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown} for task {task!r}; "
                          f"valid: {', '.join(sorted(valid))}")
-    hparams.update(overrides)
+    hparams = {**defaults, **overrides}
     check_hparams(hparams)
     return {"task": task, "mode": mode, "seed": seed, "components": modes, "hparams": hparams}
+
+
+def check_settings(settings):
+    """ValueError unless resolved settings (e.g. a config.json's) can be run: a known task,
+    mode and component modes, and exactly the task's hyper-parameters, each in range."""
+    task = settings["task"]
+    defaults = task_class(task).defaults
+    if settings["mode"] not in MODES:
+        raise ValueError(f"unknown mode {settings['mode']!r}; valid modes: {', '.join(MODES)}")
+    with config.mode(**settings["components"]):       # validates the component values
+        pass
+    hparams = settings["hparams"]
+    missing = sorted(set(defaults) - set(hparams))
+    unknown = sorted(set(hparams) - set(defaults) - set(task_parameters(task)))
+    if missing or unknown:
+        raise ValueError(f"not the settings of task {task!r}: "
+                         + "; ".join(f"{what} {', '.join(keys)}" for what, keys in
+                                     (("missing", missing), ("unknown", unknown)) if keys))
+    check_hparams(hparams)
 
 
 def task_parameters(name):

@@ -1,17 +1,19 @@
-"""``pafree train``: its arguments and what it prints."""
+"""``pafree train``: its arguments, what it prints, and its exit status: 0 done, 1 bad
+settings or a non-finite loss, 2 a broken checkpoint or config file, 130 interrupted."""
 import argparse
 import json
+import os
+import shlex
 import sys
 
 from .. import config
 from ..tasks import TASKS, task_class
-from .loop import train
-from .run import DEVICES, NonFiniteLoss
+from .loop import Aborted, Interrupted, default_out, train
+from .run import CONFIG, DEVICES, BrokenFile, NonFiniteLoss
 from .settings import COMPONENT_FLAGS, MODES
 
-# Float-baseline test accuracy of the default digits run (standard mode, mean of
-# seeds 0-2, results/README_results.md), printed beside the result of `pafree train`.
-DIGITS_BASELINE = 0.9769
+
+FLAGS = {"steps": "--steps", "batch_size": "--batch-size", "lr": "--lr"}   # --set for the rest
 
 
 def setting_value(text):
@@ -49,31 +51,79 @@ def add_arguments(parser):
     parser.add_argument("--out", help="run directory (default runs/TASK-MODE-seedSEED)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its checkpoint")
+    parser.add_argument("--compare", action="store_true",
+                        help="also train the float baseline (mode standard) on the same data "
+                             "and seed, in OUT/baseline, and show both results side by side")
     parser.add_argument("--json", action="store_true",
                         help="print the final metrics as one JSON object on the last line")
 
 
 def run(args):
-    overrides = dict(args.set)
-    for key in ("steps", "batch_size", "lr"):
+    hparams = dict(args.set)
+    for key in FLAGS:
         if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    for c in COMPONENT_FLAGS:
-        overrides[c] = getattr(args, c)
+            hparams[key] = getattr(args, key)
+    components = {c: getattr(args, c) for c in COMPONENT_FLAGS}
+    out = args.out or default_out(args.task, args.mode, args.seed)
     try:
-        final = train(args.task, args.mode, args.seed, args.optimizer, out=args.out,
-                      resume=args.resume, device=args.device,
-                      **overrides)
+        final = train(args.task, args.mode, args.seed, args.optimizer, out=out,
+                      resume=args.resume, device=args.device, compare=args.compare,
+                      hparams=hparams, **components)
+    except BrokenFile as err:
+        return fail(err, 2)
     except (ValueError, FileExistsError, FileNotFoundError, NonFiniteLoss) as err:
-        print(f"pafree train: error: {err}", file=sys.stderr)
-        return 1
-    metric = task_class(final["task"]).metric.name
-    line = ", ".join(f"{k} {v:.4f}" if k.startswith("test_") else f"{k} {v}"
-                     for k, v in final.items())
-    print(line)
-    if final["task"] == "digits":
-        print(f"test {metric} {final['test_' + metric]:.4f} in mode {final['mode']}; "
-              f"float baseline (README, mean of 3 seeds): {DIGITS_BASELINE:.4f}")
+        return fail(err, 1)
+    except Interrupted as err:
+        print(f"pafree train: {err}", file=sys.stderr)
+        return 130
+    except Aborted as err:
+        return fail(f"{err}; the last checkpoint in {out} is left as it was", 130)
+    baseline = final.pop("baseline", None)
+    print(", ".join(f"{k} {v:.4f}" if k.startswith("test_") else f"{k} {v}"
+                    for k, v in final.items()))
+    metric = task_class(final["task"]).metric
+    result = f"test {metric.name} {final['test_' + metric.name]:.4f} ({metric.meaning})"
+    if baseline is not None:
+        print(side_by_side(final, baseline))
+    elif final["mode"] == "standard":
+        print(f"{result}: the float baseline")
+    else:
+        with open(os.path.join(out, CONFIG)) as f:
+            settings = json.load(f)
+        print(f"{result} in mode {final['mode']}; the float baseline on the same data and "
+              f"seed: {baseline_command(settings)}  (or add --compare)")
     if args.json:
-        print(json.dumps(final))
+        print(json.dumps(final if baseline is None else {**final, "baseline": baseline}))
     return 0
+
+
+def fail(err, status):
+    print(f"pafree train: error: {err}", file=sys.stderr)
+    return status
+
+
+def side_by_side(final, baseline):
+    """The run's and the baseline's final numbers as a two-column table."""
+    keys = [k for k in final if k.startswith("test_") or k == "train_seconds"]
+    width = max(map(len, keys))
+    rows = [f"{'':{width}}  {final['mode']:>12}  {baseline['mode']:>12}"]
+    for k in keys:
+        a, b = final[k], baseline.get(k, float("nan"))
+        rows.append(f"{k:{width}}  {a:12.4f}  {b:12.4f}" if k != "train_seconds"
+                    else f"{k:{width}}  {a:12.1f}  {b:12.1f}")
+    return "\n".join(rows)
+
+
+def baseline_command(settings):
+    """The ``pafree train`` command that trains the float baseline of a run's settings."""
+    task = settings["task"]
+    defaults = task_class(task).defaults
+    command = ["pafree", "train", "--task", task, "--mode", "standard",
+               "--seed", str(settings["seed"])]
+    for key, value in settings["hparams"].items():
+        if key not in defaults or json.dumps(value) != json.dumps(defaults[key]):
+            if key in FLAGS:
+                command += [FLAGS[key], str(value)]
+            else:
+                command += ["--set", f"{key}={json.dumps(value, separators=(',', ':'))}"]
+    return shlex.join(command)

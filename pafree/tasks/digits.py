@@ -46,6 +46,9 @@ class DigitsTask(Task):
     n_classes = 10
 
     def __init__(self, patch_size=DEFAULTS["patch_size"], shift=DEFAULTS["shift"]):
+        if patch_size not in (1, 2, 4, 8):
+            raise ValueError(f"patch_size={patch_size!r} (allowed: 1, 2, 4 or 8, the sizes "
+                             f"that tile an 8x8 image)")
         from sklearn.datasets import load_digits        # slow to import: only when built
         from sklearn.model_selection import train_test_split
         data = load_digits()
