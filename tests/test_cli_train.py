@@ -317,3 +317,10 @@ def test_compare_trains_the_baseline_the_closing_line_names(tmp_path, capsys):
     assert_same_arrays(arrays(os.path.join(both, CHECKPOINT)),
                        arrays(os.path.join(alone, CHECKPOINT)))
     assert os.path.exists(os.path.join(both, "curves.png"))
+
+
+def test_a_negative_seed_is_refused_before_anything_is_made(tmp_path):
+    out = tmp_path / "run"
+    status, _, err = pafree("train", "--seed", "-1", "--out", str(out))
+    assert status == 1 and not out.exists()
+    assert err.splitlines() == ["pafree train: error: bad seed -1 (allowed: an integer >= 0)"]

@@ -18,8 +18,7 @@ def resolve_settings(task="digits", mode="pa", seed=0, optimizer=None, hparams=N
     Unknown names raise ValueError listing the valid ones, values out of range what is
     allowed."""
     defaults = task_class(task).defaults      # ValueError for an unknown task
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
+    check_mode_and_seed(mode, seed)
     flags = {c: overrides.pop(c, None) for c in COMPONENT_FLAGS}
     components = {c: m for c, m in flags.items() if m is not None}
     if optimizer is not None:
@@ -42,8 +41,7 @@ def check_settings(settings):
     mode and component modes, and exactly the task's hyper-parameters, each in range."""
     task = settings["task"]
     defaults = task_class(task).defaults
-    if settings["mode"] not in MODES:
-        raise ValueError(f"unknown mode {settings['mode']!r}; valid modes: {', '.join(MODES)}")
+    check_mode_and_seed(settings["mode"], settings["seed"])
     with config.mode(**settings["components"]):       # validates the component values
         pass
     hparams = settings["hparams"]
@@ -54,6 +52,13 @@ def check_settings(settings):
                          + "; ".join(f"{what} {', '.join(keys)}" for what, keys in
                                      (("missing", missing), ("unknown", unknown)) if keys))
     check_hparams(hparams)
+
+
+def check_mode_and_seed(mode, seed):
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
+    if not _integer(0)[0](seed):
+        raise ValueError(f"bad seed {seed!r} (allowed: an integer >= 0)")
 
 
 def task_parameters(name):

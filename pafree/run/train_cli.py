@@ -108,9 +108,8 @@ def side_by_side(final, baseline):
     width = max(map(len, keys))
     rows = [f"{'':{width}}  {final['mode']:>12}  {baseline['mode']:>12}"]
     for k in keys:
-        a, b = final[k], baseline.get(k, float("nan"))
-        rows.append(f"{k:{width}}  {a:12.4f}  {b:12.4f}" if k != "train_seconds"
-                    else f"{k:{width}}  {a:12.1f}  {b:12.1f}")
+        digits = 1 if k == "train_seconds" else 4
+        rows.append(f"{k:{width}}  {final[k]:12.{digits}f}  {baseline[k]:12.{digits}f}")
     return "\n".join(rows)
 
 
