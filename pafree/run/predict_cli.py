@@ -3,7 +3,8 @@
 The task parses the inputs and writes the answers (see ``Task.answer``): German number
 words -> English (numbers, beam search), test image indices -> predicted class (digits),
 sums ``a+b`` -> the model's answer (addition). The model runs in the run's arithmetic.
-Exit status: 0 answered, 1 bad input or no run there, 2 a broken checkpoint or config file.
+Exit status: 0 answered, 1 bad input or no run there, 2 a broken checkpoint or config file,
+130 interrupted.
 """
 import sys
 
@@ -23,6 +24,9 @@ def run(args):
     except BrokenFile as err:
         print(f"pafree predict: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("pafree predict: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError) as err:
         print(f"pafree predict: error: {err}", file=sys.stderr)
         return 1

@@ -150,7 +150,7 @@ class Run:
             settings["hparams"]["steps"] = steps
         try:
             run = cls(settings, device)
-        except (ValueError, TypeError, KeyError) as err:
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
             raise BrokenFile(path, f"settings that cannot be run: {err}") from None
         run.load(ckpt)
         run.model.eval()

@@ -78,6 +78,8 @@ def run(args):
         return 130
     except Aborted as err:
         return fail(f"{err}; the last checkpoint in {out} is left as it was", 130)
+    except KeyboardInterrupt:       # before the signal handlers were installed
+        return fail("interrupted before training started", 130)
     baseline = final.pop("baseline", None)
     print(", ".join(f"{k} {v:.4f}" if k.startswith("test_") else f"{k} {v}"
                     for k, v in final.items()))
