@@ -71,8 +71,8 @@ def losses(run_dir):
 
 def test_sigint_finishes_the_step_and_resume_is_bit_identical(tmp_path):
     out = str(tmp_path / "interrupted")
-    proc = start("train", "--steps", "99", *TINY, "--out", out)      # logs every step
-    before = wait_for_line(proc, "step 5/99")
+    proc = start("train", "--steps", "199", *TINY, "--out", out)     # logs every step
+    before = wait_for_line(proc, "step 5/199")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -80,16 +80,18 @@ def test_sigint_finishes_the_step_and_resume_is_bit_identical(tmp_path):
     *progress, last = [line.rstrip("\n") for line in lines]
     assert "Traceback" not in err and "\r" not in "".join(lines)
     # on a pipe: one line per logged step, in order
-    assert [line.split()[1] for line in progress] == [f"{k}/99" for k in range(1, len(progress) + 1)]
+    shown = [line.split()[1] for line in progress]
+    assert shown == [f"{k}/199" for k in range(1, len(progress) + 1)]
     step = int(arrays(os.path.join(out, CHECKPOINT))["step"])
-    assert 5 <= step < 99 and len(progress) == step
+    assert 5 <= step < 199 and len(progress) == step
     continue_with = f"pafree train --out {out} --resume"
-    assert last == f"pafree train: interrupted at step {step} of 99; continue with: {continue_with}"
+    assert last == (f"pafree train: interrupted at step {step} of 199; "
+                    f"continue with: {continue_with}")
 
     status, _, err = pafree(*shlex.split(continue_with)[1:])
     assert status == 0, err
     straight = str(tmp_path / "straight")
-    train("digits", "pa", out=straight, progress=False, steps=99, **TINY_KW)
+    train("digits", "pa", out=straight, progress=False, steps=199, **TINY_KW)
     assert_same_arrays(arrays(os.path.join(out, CHECKPOINT)),
                        arrays(os.path.join(straight, CHECKPOINT)))
     assert losses(out) == losses(straight)
@@ -97,8 +99,8 @@ def test_sigint_finishes_the_step_and_resume_is_bit_identical(tmp_path):
 
 def test_a_second_signal_stops_at_once_and_keeps_the_checkpoint(tmp_path):
     out = str(tmp_path / "run")
-    proc = start("train", "--steps", "99", *TINY, "--out", out)      # checkpoints every 9 steps
-    wait_for_line(proc, "step 10/99")
+    proc = start("train", "--steps", "199", *TINY, "--out", out)     # checkpoints every 19 steps
+    wait_for_line(proc, "step 20/199")
     proc.send_signal(signal.SIGINT)            # both pending: handled in this order
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -106,7 +108,7 @@ def test_a_second_signal_stops_at_once_and_keeps_the_checkpoint(tmp_path):
     assert err.splitlines()[-1] == (f"pafree train: error: stopped at once by a second SIGTERM; "
                                     f"the last checkpoint in {out} is left as it was")
     assert "interrupted at step" not in err and "Traceback" not in err
-    assert int(arrays(os.path.join(out, CHECKPOINT))["step"]) % 9 == 0    # a periodic one
+    assert int(arrays(os.path.join(out, CHECKPOINT))["step"]) % 19 == 0   # a periodic one
     assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.json", "metrics.jsonl"]
 
 

@@ -227,7 +227,8 @@ def loop(run, out, progress, stop_at, eval_limit, signals, continue_with, label=
                 log_losses()
             if (run.step % eval_every == 0 or run.step == total) and not signals.requested:
                 valid = run.evaluate("valid", limit=eval_limit, beam=1)
-                log.write(json.dumps({"step": run.step, **{"valid_" + k: v for k, v in valid.items()}}) + "\n")
+                row = {"step": run.step, **{"valid_" + k: v for k, v in valid.items()}}
+                log.write(json.dumps(row) + "\n")
                 report.shown["valid_" + metric] = f"{valid[metric]:.3f}"
                 save()
             report.step_done(run.step, logged)

@@ -56,8 +56,8 @@ def read_config(path):
 
 def key_summary(names, most=3):
     names = sorted(names)
-    shown = ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
-    return f"{len(names)} ({shown})"
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return f"{len(names)} ({', '.join(names[:most])}{more})"
 
 
 def read_checkpoint(path):

@@ -1,6 +1,7 @@
 """The settings of a run: task, component modes, seed and hyper-parameters, resolved from
 the task's defaults and the overrides, and checked before anything is built."""
 import inspect
+from numbers import Integral, Real
 
 from .. import config, optim
 from ..tasks import task_class
@@ -57,7 +58,7 @@ def check_settings(settings):
 def check_mode_and_seed(mode, seed):
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
-    if not _integer(0)[0](seed):
+    if not integer(0).test(seed):
         raise ValueError(f"bad seed {seed!r} (allowed: an integer >= 0)")
 
 
@@ -73,47 +74,56 @@ def task_options(name, hparams):
 
 
 
-# What each setting may hold, for every task that has it: (test, what is allowed).
-def _integer(low):
-    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low,
-            f"an integer >= {low}")
+
+class Allowed:
+    """What a setting may hold: ``test(value)`` and the words that say so."""
+
+    def __init__(self, test, words):
+        self.test, self.words = test, words
 
 
-def _number(low, high=None, low_open=False):
+def integer(low):
+    return Allowed(lambda v: isinstance(v, Integral) and not isinstance(v, bool) and v >= low,
+                   f"an integer >= {low}")
+
+
+def number(low, high=None, low_open=False):
     def test(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+        if not isinstance(v, Real) or isinstance(v, bool) or v != v:     # no NaN
             return False
-        above = v > low if low_open else v >= low
-        return above and (high is None or v < high)
-    bound = f"> {low}" if low_open else f">= {low}"
-    return test, f"a number {bound}" + (f" and < {high}" if high is not None else "")
+        return (v > low if low_open else v >= low) and (high is None or v < high)
+    words = f"a number {'>' if low_open else '>='} {low}"
+    return Allowed(test, words + (f" and < {high}" if high is not None else ""))
 
 
-def _choice(*allowed):
-    return (lambda v: v in allowed), "one of " + ", ".join(map(str, allowed))
+def one_of(*choices):
+    return Allowed(lambda v: any(v is c or (type(v) is type(c) and v == c) for c in choices),
+                   "one of " + ", ".join(map(str, choices)))
 
 
+POSITIVE = number(0, low_open=True)
+FRACTION = number(0, 1)
+
+# each setting of any task that has it (a task checks its own others in its constructor)
 RULES = {
-    **{k: _integer(1) for k in ("steps", "batch_size", "d_model", "n_heads", "n_layers",
-                                "n_enc_layers", "n_dec_layers", "d_ff", "beam", "patch_size",
-                                "train_digits", "eval_digits")},
-    "warmup": _integer(0), "shift": _integer(0),
-    "lr": _number(0, low_open=True), "eps": _number(0, low_open=True),
-    "min_lr": _number(0), "weight_decay": _number(0),
-    "dropout": _number(0, 1), "label_smoothing": _number(0, 1),
-    "clip": (lambda v: v is None or _number(0, low_open=True)[0](v), "null (no clipping) or a number > 0"),
-    "betas": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2
-              and all(_number(0, 1)[0](b) for b in v), "two numbers >= 0 and < 1, e.g. [0.9,0.999]"),
-    "norm": _choice("pre", "post"), "activation": _choice("relu", "gelu"),
-    "schedule": _choice(*optim.SCHEDULES),
-    "position_coupling": _choice(True, False),
+    **dict.fromkeys(("steps", "batch_size", "d_model", "n_heads", "n_layers", "n_enc_layers",
+                     "n_dec_layers", "d_ff", "beam", "patch_size", "train_digits",
+                     "eval_digits"), integer(1)),
+    "warmup": integer(0), "shift": integer(0),
+    "lr": POSITIVE, "eps": POSITIVE, "min_lr": number(0), "weight_decay": number(0),
+    "dropout": FRACTION, "label_smoothing": FRACTION,
+    "clip": Allowed(lambda v: v is None or POSITIVE.test(v), "null (no clipping) or a number > 0"),
+    "betas": Allowed(lambda v: isinstance(v, (list, tuple)) and len(v) == 2
+                     and all(map(FRACTION.test, v)), "two numbers >= 0 and < 1, e.g. [0.9,0.999]"),
+    "norm": one_of("pre", "post"), "activation": one_of("relu", "gelu"),
+    "schedule": one_of(*optim.SCHEDULES), "position_coupling": one_of(True, False),
 }
 
 
 def check_hparams(hparams):
     """ValueError naming every setting out of range and what it may hold."""
-    problems = [f"{k}={v!r} (allowed: {RULES[k][1]})" for k, v in hparams.items()
-                if k in RULES and not RULES[k][0](v)]
+    problems = [f"{k}={v!r} (allowed: {RULES[k].words})" for k, v in hparams.items()
+                if k in RULES and not RULES[k].test(v)]
     if not problems and "n_heads" in hparams and "d_model" in hparams \
             and hparams["d_model"] % hparams["n_heads"]:
         problems.append(f"n_heads={hparams['n_heads']} does not divide "
