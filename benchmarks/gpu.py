@@ -104,10 +104,10 @@ def bench_elementwise(size, repeat):
 def bench_train_step(task, repeat, **overrides):
     """One PA training step of the task's default model (``pafree train``'s step: forward,
     loss, backward, clipping, AdamW, schedule) on the GPU and on the CPU, same batches."""
-    from pafree import train as T
+    from pafree.run import build
     times = {}
     for device in ("cuda", "cpu"):
-        run = T.build(task, "pa", device=device, **overrides)
+        run = build(task, "pa", device=device, **overrides)
         batches = [run.batch(t) for t in range(repeat + 1)]
         run.train_step(batches[0])                    # compiles the kernels
         start = time.perf_counter()

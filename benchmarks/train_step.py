@@ -20,7 +20,7 @@ import time
 
 from pafree import optim
 from pafree.autograd import registry
-from pafree.train import build
+from pafree.run import build
 
 MODES = ("standard", "pa")
 # OpenBLAS worker threads spin for a while after a float matmul and would take the cores

@@ -1,8 +1,13 @@
 """Tasks: fixed disjoint splits, hand-checked German/English, tokens, position coupling, metrics."""
+from dataclasses import dataclass, fields
+
 import numpy as np
 import pytest
 
-from pafree.tasks import get_task, epoch_indices
+from pafree import F
+from pafree.models.layers import Linear
+from pafree.tasks import TASKS, get_task, task_class
+from pafree.tasks.base import Metric, Task, epoch_indices
 from pafree.tasks import numbers as nm
 from pafree.tasks.metrics import accuracy, bleu, exact_match
 from pafree.tasks.vocab import BOS, EOS, PAD
@@ -76,14 +81,14 @@ def test_digits_shift_moves_image(digits):
 
 def test_digits_batches_deterministic_and_evaluate(digits):
     b1, b2 = digits.train_batch(7, 32, seed=1), digits.train_batch(7, 32, seed=1)
-    assert np.array_equal(b1["patches"], b2["patches"]) and np.array_equal(b1["labels"], b2["labels"])
-    assert b1["patches"].shape == (32, digits.n_patches, digits.patch_dim)
-    assert b1["patches"].dtype == np.float32 and digits.n_patches * digits.patch_dim == 64
-    assert not np.array_equal(digits.train_batch(8, 32, 1)["labels"], b1["labels"])
+    assert np.array_equal(b1.patches, b2.patches) and np.array_equal(b1.labels, b2.labels)
+    assert b1.patches.shape == (32, digits.n_patches, digits.patch_dim)
+    assert b1.patches.dtype == np.float32 and digits.n_patches * digits.patch_dim == 64
+    assert not np.array_equal(digits.train_batch(8, 32, 1).labels, b1.labels)
     labels = digits.labels["test"]
     assert digits.evaluate(lambda x: labels[:len(x)], "test") == {"accuracy": 1.0}
     assert digits.evaluate(lambda x: (labels[:len(x)] + 1) % 10, "test") == {"accuracy": 0.0}
-    assert sum(len(b["labels"]) for b in digits.batches("valid", 64)) == 180
+    assert sum(len(b.labels) for b in digits.batches("valid", 64)) == 180
 
 
 # ---------------------------------------------------------------- numbers
@@ -169,11 +174,11 @@ def test_encode_source_names_unknown_part(numbers):
 
 def test_numbers_batch_layout(numbers):
     b = numbers.train_batch(3, 16, seed=0)
-    assert np.array_equal(b["src"], numbers.train_batch(3, 16, seed=0)["src"])
-    assert b["src"].shape[1] <= numbers.max_src_len and b["tgt_in"].shape[1] <= numbers.max_tgt_len
-    assert np.all(b["tgt_in"][:, 0] == BOS)
-    assert np.array_equal(b["src_mask"], b["src"] != PAD)
-    for row_in, row_out, mask in zip(b["tgt_in"], b["tgt_out"], b["tgt_mask"]):
+    assert np.array_equal(b.src, numbers.train_batch(3, 16, seed=0).src)
+    assert b.src.shape[1] <= numbers.max_src_len and b.tgt_in.shape[1] <= numbers.max_tgt_len
+    assert np.all(b.tgt_in[:, 0] == BOS)
+    assert np.array_equal(b.src_mask, b.src != PAD)
+    for row_in, row_out, mask in zip(b.tgt_in, b.tgt_out, b.tgt_mask):
         n = mask.sum()
         assert np.array_equal(row_in[1:n], row_out[:n - 1]) and row_out[n - 1] == EOS
         assert np.all(row_out[n:] == PAD)
@@ -223,8 +228,8 @@ def test_addition_batches_deterministic_bounded_heldout(addition):
     eq = addition.vocab.stoi["="]
     for step in range(30):
         b = addition.train_batch(step, 32, seed=5)
-        assert np.all(b["positions"] < addition.n_positions)
-        for tok, tgt, mask in zip(b["tokens"], b["targets"], b["loss_mask"]):
+        assert np.all(b.positions < addition.n_positions)
+        for tok, tgt, mask in zip(b.tokens, b.targets, b.loss_mask):
             text = "".join(addition.vocab.decode(tok))
             a, rest = text.split("+")
             bb = rest.split("=")[0]
@@ -234,7 +239,7 @@ def test_addition_batches_deterministic_bounded_heldout(addition):
             assert answer[-1] == EOS and tok[np.argmax(mask)] == eq
             assert "".join(addition.vocab.decode(answer)) == str(int(a) + int(bb))[::-1]
     b1, b2 = addition.train_batch(3, 8, 1), addition.train_batch(3, 8, 1)
-    assert all(np.array_equal(b1[k], b2[k]) for k in b1)
+    assert all(np.array_equal(getattr(b1, f.name), getattr(b2, f.name)) for f in fields(b1))
 
 
 def test_addition_eval_sets(addition):
@@ -300,3 +305,77 @@ def test_addition_prompt_parse_and_decode(addition):
     answer = addition.vocab.encode("861") + [EOS, PAD]
     assert addition.decode_answer(answer) == "168"
     assert addition.decode_answer(addition.vocab.encode("861")) is None
+
+
+# --- the task protocol: a new task is one class plus a registry line --------------------
+
+@dataclass
+class SignBatch:
+    x: np.ndarray
+    labels: np.ndarray
+
+
+class SignTask(Task):
+    """A toy task defined here: is the sum of 4 numbers positive? (a linear model)."""
+
+    name = "sign"
+    defaults = {"steps": 30, "batch_size": 16, "lr": 0.05, "warmup": 0, "schedule": "constant",
+                "min_lr": 0.0, "weight_decay": 0.0, "betas": (0.9, 0.999), "eps": 1e-8,
+                "clip": None, "label_smoothing": 0.0}
+    metric = Metric("accuracy", "fraction of signs right")
+    predict_inputs = "four comma-separated numbers"
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.x = {s: rng.normal(size=(n, 4)).astype(np.float32)
+                  for s, n in (("train", 256), ("valid", 64), ("test", 64))}
+
+    def size(self, split):
+        return len(self.x[split])
+
+    def labels(self, x):
+        return (x.sum(axis=1) > 0).astype(np.int64)
+
+    def train_batch(self, step, batch_size, seed):
+        x = self.x["train"][epoch_indices(step, batch_size, self.size("train"), seed)]
+        return SignBatch(x, self.labels(x))
+
+    def batches(self, split, batch_size):
+        yield SignBatch(self.x[split], self.labels(self.x[split]))
+
+    def build_model(self, hparams, seed):
+        return Linear(4, 2, np.random.default_rng(seed))
+
+    def loss(self, model, batch, label_smoothing):
+        return F.cross_entropy(model(batch.x), batch.labels, label_smoothing=label_smoothing)
+
+    def predictor(self, model, hparams, beam=None):
+        return lambda x: model(x).data.argmax(axis=1)
+
+    def evaluate(self, predict, split, limit=None):
+        x = self.x[split][:limit]
+        return {"accuracy": accuracy(predict(x), self.labels(x))}
+
+    def answer(self, predict, inputs):
+        x = np.array([[float(v) for v in text.split(",")] for text in inputs], np.float32)
+        return [f"{text}: {'positive' if p else 'not positive'}"
+                for text, p in zip(inputs, predict(x))]
+
+
+def test_every_registered_task_implements_the_protocol():
+    for name in TASKS:
+        cls = task_class(name)
+        assert issubclass(cls, Task) and cls.name == name
+        assert not getattr(cls, "__abstractmethods__", None)
+        assert isinstance(cls.metric, Metric) and cls.predict_inputs
+
+
+@pytest.mark.parametrize("mode", ["standard", "pa"])
+def test_a_new_task_trains_and_predicts_through_the_registry(tmp_path, monkeypatch, mode):
+    from pafree.run import Run, train
+    monkeypatch.setitem(TASKS, "sign", (__name__, "SignTask"))
+    final = train("sign", mode, out=str(tmp_path), progress=False)
+    assert final["steps"] == 30 and final["test_accuracy"] > 0.8     # chance is about 0.5
+    run = Run.from_directory(str(tmp_path))
+    assert run.answer(["1,1,1,1", "-1,-1,-1,-1"]) == ["1,1,1,1: positive",
+                                                      "-1,-1,-1,-1: not positive"]

@@ -1,4 +1,4 @@
-"""pafree.train and pafree.predict: every task trains in every mode, resume is
+"""pafree.run (pafree train, pafree predict): every task trains in every mode, resume is
 bit-identical, bad input and faults are reported, checkpoints are atomic."""
 import json
 import os
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from pafree import cli
-from pafree import train as T
-from pafree.predict import load_run, predict
+from pafree import config, no_grad
+from pafree import run as T
+from pafree.run import Run
 
 TINY = {"digits": dict(d_model=16, n_heads=2, n_layers=1, d_ff=32),
         "numbers": dict(d_model=16, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=32),
@@ -28,6 +29,15 @@ def test_loss_falls_in_every_mode(task, mode):
 def read_checkpoint(path):
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
+
+
+def accuracy_by_hand(run_dir):
+    """Test accuracy of a run directory's checkpoint, computed here: argmax of the logits
+    against the labels (not through the task's evaluate)."""
+    run = Run.from_directory(str(run_dir))
+    with config.mode(**run.modes), no_grad():
+        logits = run.model.forward_patches(run.task.patches("test")).data
+    return float(np.mean(logits.argmax(axis=1) == run.task.labels["test"]))
 
 
 def tiny_digits(out, **kw):
@@ -64,7 +74,7 @@ def test_run_directory_contents(tmp_path):
     assert settings["components"]["matmul"] == "pa-approx"
     assert settings["components"]["loss"] == "pa-exact" and settings["components"]["optim"] == "pa"
     assert settings["hparams"]["d_model"] == 16
-    assert 0.0 <= final["test_accuracy"] <= 1.0
+    assert final["test_accuracy"] == accuracy_by_hand(tmp_path)
     with pytest.raises(FileExistsError, match="--resume"):
         tiny_digits(tmp_path)                      # never overwrites a run
 
@@ -76,16 +86,18 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     def poisoned(self, step, batch_size, seed):
         batch = clean(self, step, batch_size, seed)
         if step == 7:
-            batch["patches"][0, 0, 0] = np.nan
+            batch.patches[0, 0, 0] = np.nan
         return batch
 
     monkeypatch.setattr(DigitsTask, "train_batch", poisoned)
-    with pytest.raises(T.NonFiniteLoss, match="step 7"):
+    with pytest.raises(T.NonFiniteLoss) as err:
         tiny_digits(tmp_path, steps=10)            # evaluates and checkpoints every step
+    assert str(err.value) == (f"training stopped: loss is nan at step 8; the last checkpoint "
+                              f"({tmp_path / T.CHECKPOINT}, step 7) is left as it was")
     state = read_checkpoint(tmp_path / T.CHECKPOINT)
     assert int(state["step"]) == 7
     assert all(np.isfinite(v).all() for k, v in state.items() if k.startswith("model/"))
-    load_run(str(tmp_path))                        # still loads
+    Run.from_directory(str(tmp_path))             # still loads
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
@@ -145,7 +157,7 @@ def test_cli_train_json_and_predict_digits(tmp_path, capsys):
     assert cli.main(argv) == 0
     final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert final["task"] == "digits" and final["mode"] == "pa-matmul" and final["steps"] == 4
-    assert 0.0 <= final["test_accuracy"] <= 1.0
+    assert final["test_accuracy"] == accuracy_by_hand(out)
     assert cli.main(["predict", out, "0", "359"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("test image 0: predicted ") and len(lines) == 2
@@ -157,15 +169,15 @@ def test_predict_numbers_and_addition(tmp_path):
     numbers = str(tmp_path / "numbers")
     T.train("numbers", "standard", out=numbers, progress=False, steps=2, batch_size=8,
             **TINY["numbers"])
-    run = load_run(numbers)
-    [line] = predict(run, ["vierhundertelf"])
+    run = Run.from_directory(numbers)
+    [line] = run.answer(["vierhundertelf"])
     assert line.startswith("vierhundertelf -> ")
     with pytest.raises(ValueError, match="vierhundertzwölfx"):
-        predict(run, ["vierhundertzwölfx"])
+        run.answer(["vierhundertzwölfx"])
     addition = str(tmp_path / "addition")
     T.train("addition", "standard", out=addition, progress=False, steps=2, batch_size=8,
             eval_digits=5, **TINY["addition"])
-    lines = predict(load_run(addition), ["12+345"])
+    lines = Run.from_directory(addition).answer(["12+345"])
     assert lines[0].startswith("12+345 = ") and lines[0].endswith("(true 357)")
     with pytest.raises(ValueError, match="12-3"):
-        predict(load_run(addition), ["12-3"])
+        Run.from_directory(addition).answer(["12-3"])

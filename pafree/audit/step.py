@@ -134,11 +134,12 @@ def audit_training_step(task="numbers", mode="pa", steps=1, evaluate=True, eval_
     """Run ``steps`` training steps (and, with ``evaluate``, the evaluation pass with its
     decoding on ``eval_examples`` validation examples) of ``task`` in ``mode`` under the
     audit; returns a Report (``report.ok``, ``report.findings``). ``overrides``: any
-    setting ``pafree.train.build`` accepts (batch_size, d_model, component modes, ...)."""
-    from .. import config, train
+    setting ``pafree.run.build`` accepts (batch_size, d_model, component modes, ...)."""
+    from .. import config
+    from ..run import build
     from ..autograd import no_grad
 
-    run = train.build(task, mode, seed, **overrides)
+    run = build(task, mode, seed, **overrides)
     batches = [run.batch(step) for step in range(steps)]      # data loading: not audited
     with Audit() as audit:
         audit.guard(run.model, run.optimizer, run.schedule)
@@ -147,7 +148,7 @@ def audit_training_step(task="numbers", mode="pa", steps=1, evaluate=True, eval_
         if evaluate:
             with config.mode(**run.modes), no_grad():
                 run.model.eval()
-                predict = train.predictor(run.task, run.model, run.hparams)
+                predict = run.predictor()
                 # the task prepares inputs and scores outputs (not audited); predict is
                 run.task.evaluate(audit.recorded(predict), "valid", limit=eval_examples)
     return audit.report(task, mode, steps, ptx)

@@ -23,9 +23,12 @@ Position ids (``position_coupling``):
   per training sequence in 0..eval_digits-train_digits (0 in evaluation), so every id used
   at evaluation lengths has been trained.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
-from . import check_split
+from ..models import DecoderOnlyLM
+from .base import Metric, Task, check_split, token_cross_entropy, transformer_options
 from .vocab import BOS, EOS, PAD, Vocab
 
 DEFAULTS = {
@@ -45,12 +48,23 @@ def random_operands(rng, lengths):
     return rng.integers(lo, 10 ** lengths)
 
 
-class AdditionTask:
+@dataclass
+class LMBatch:
+    """Teacher forcing, (N, T) each: inputs, their position ids, next-token targets, and
+    1.0 where the target counts in the loss (answer digits and EOS)."""
+    tokens: np.ndarray
+    positions: np.ndarray
+    targets: np.ndarray
+    loss_mask: np.ndarray
+
+
+class AdditionTask(Task):
     """Addition ``a+b=`` -> reversed sum (see the module docstring)."""
 
     name = "addition"
-    kind = "lm"
     defaults = DEFAULTS
+    metric = Metric("exact_match", "fraction of test sums right, mean over the trained lengths")
+    predict_inputs = "sums like 123+45 (addition)"
 
     def __init__(self, position_coupling=DEFAULTS["position_coupling"],
                  train_digits=DEFAULTS["train_digits"], eval_digits=DEFAULTS["eval_digits"]):
@@ -113,17 +127,17 @@ class AdditionTask:
         """Teacher-forcing batch: inputs are the sequence without its last token."""
         seqs = [self.sequence(int(a), int(b), int(o)) for (a, b), o in zip(pairs, offsets)]
         width = max(len(t) for t, _ in seqs) - 1
-        batch = {"tokens": np.full((len(seqs), width), PAD, np.int64),
-                 "positions": np.zeros((len(seqs), width), np.int64),
-                 "targets": np.full((len(seqs), width), PAD, np.int64),
-                 "loss_mask": np.zeros((len(seqs), width), np.float32)}
+        batch = LMBatch(tokens=np.full((len(seqs), width), PAD, np.int64),
+                        positions=np.zeros((len(seqs), width), np.int64),
+                        targets=np.full((len(seqs), width), PAD, np.int64),
+                        loss_mask=np.zeros((len(seqs), width), np.float32))
         eq = self.vocab.stoi["="]
         for i, (tokens, positions) in enumerate(seqs):
             n = len(tokens) - 1
-            batch["tokens"][i, :n] = tokens[:-1]
-            batch["positions"][i, :n] = positions[:-1]
-            batch["targets"][i, :n] = tokens[1:]
-            batch["loss_mask"][i, tokens.index(eq):n] = 1.0   # predict answer digits and EOS
+            batch.tokens[i, :n] = tokens[:-1]
+            batch.positions[i, :n] = positions[:-1]
+            batch.targets[i, :n] = tokens[1:]
+            batch.loss_mask[i, tokens.index(eq):n] = 1.0   # predict answer digits and EOS
         return batch
 
     def train_batch(self, step, batch_size, seed):
@@ -145,6 +159,27 @@ class AdditionTask:
             for i in range(0, len(a), batch_size):
                 pairs = list(zip(a[i:i + batch_size], b[i:i + batch_size]))
                 yield self.make_batch(pairs, np.zeros(len(pairs), np.int64))
+
+    def build_model(self, hparams, seed):
+        return DecoderOnlyLM(len(self.vocab), max_len=self.n_positions,
+                             n_layers=hparams["n_layers"], **transformer_options(hparams, seed))
+
+    def loss(self, model, batch, label_smoothing):
+        logits = model(batch.tokens, batch.positions)
+        return token_cross_entropy(logits, batch.targets, batch.loss_mask > 0, label_smoothing)
+
+    def predictor(self, model, hparams, beam=None):
+        return model.generate
+
+    def answer(self, generate, sums):
+        lines = []
+        for text in sums:
+            a, b = self.parse(text)
+            answer = self.decode_answer(generate(*self.prompts([a], [b]))[0])
+            shown = answer if answer is not None else \
+                "(no number: the model did not end a digit string)"
+            lines.append(f"{a}+{b} = {shown} (true {a + b})")
+        return lines
 
     def prompts(self, a, b):
         """Prompt ids/positions (N, Tp) for operand pairs whose digit counts are the same

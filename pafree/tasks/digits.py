@@ -8,14 +8,16 @@ The task hands the model patches, so the ViT only needs a Linear patch embedding
 ``patchify(images, p)`` cuts each image into (8/p)**2 non-overlapping p x p patches in
 row-major order, each flattened row-major. Training batches are augmented by a random
 shift of up to ``shift`` pixels (zero-filled, a pure re-indexing); evaluation never is.
-Metric: accuracy.
+Metric: accuracy. Model: ``ViT`` over the patches; ``pafree predict`` takes test image
+indices.
 """
-import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from dataclasses import dataclass
 
-from ..models import patchify
-from . import check_split, epoch_indices
+import numpy as np
+
+from .. import functional as F
+from ..models import ViT, patchify
+from .base import Metric, Task, check_split, epoch_indices, transformer_options
 from .metrics import accuracy
 
 SIZES = {"valid": 180, "test": 360}         # train gets the remaining 1,257
@@ -28,15 +30,27 @@ DEFAULTS = {
 }
 
 
-class DigitsTask:
+@dataclass
+class ImageBatch:
+    patches: np.ndarray     # (N, n_patches, patch_dim) float32
+    labels: np.ndarray      # (N,) int64 class ids
+
+
+class DigitsTask(Task):
     """The digits task; ``patch_size`` and ``shift`` (augmentation, pixels) are options."""
 
     name = "digits"
-    kind = "classify"
     defaults = DEFAULTS
+    metric = Metric("accuracy", "fraction of test images classified correctly")
+    predict_inputs = "test image indices (digits)"
     n_classes = 10
 
     def __init__(self, patch_size=DEFAULTS["patch_size"], shift=DEFAULTS["shift"]):
+        if patch_size not in (1, 2, 4, 8):
+            raise ValueError(f"patch_size={patch_size!r} (allowed: 1, 2, 4 or 8, the sizes "
+                             f"that tile an 8x8 image)")
+        from sklearn.datasets import load_digits        # slow to import: only when built
+        from sklearn.model_selection import train_test_split
         data = load_digits()
         x = data.images.astype(np.float64) / 16.0
         y = data.target.astype(np.int64)
@@ -69,7 +83,7 @@ class DigitsTask:
         if self.shift:
             rng = np.random.default_rng([seed, step, 1])
             images = self.shifted(images, rng.integers(-self.shift, self.shift + 1, (len(idx), 2)))
-        return {"patches": patchify(images, self.patch_size), "labels": self.labels["train"][idx]}
+        return ImageBatch(patchify(images, self.patch_size), self.labels["train"][idx])
 
     def shifted(self, images, offsets):
         """Each image moved by (rows, cols) = offsets[i], the uncovered border left blank."""
@@ -83,7 +97,30 @@ class DigitsTask:
     def batches(self, split, batch_size):
         patches, labels = self.patches(split), self.labels[split]
         for i in range(0, len(labels), batch_size):
-            yield {"patches": patches[i:i + batch_size], "labels": labels[i:i + batch_size]}
+            yield ImageBatch(patches[i:i + batch_size], labels[i:i + batch_size])
+
+    def build_model(self, hparams, seed):
+        return ViT(image_size=8, patch_size=self.patch_size, channels=1,
+                   n_classes=self.n_classes, n_layers=hparams["n_layers"],
+                   **transformer_options(hparams, seed))
+
+    def loss(self, model, batch, label_smoothing):
+        logits = model.forward_patches(batch.patches)
+        return F.cross_entropy(logits, batch.labels, label_smoothing=label_smoothing)
+
+    def predictor(self, model, hparams, beam=None):
+        return lambda patches: model.forward_patches(patches).data.argmax(axis=1)
+
+    def answer(self, classify, inputs):
+        n = self.size("test")
+        chosen = []
+        for text in inputs:
+            if not text.isdigit() or int(text) >= n:
+                raise ValueError(f"{text!r} is not a test image index (0..{n - 1})")
+            chosen.append(int(text))
+        predicted = classify(self.patches("test")[chosen])
+        return [f"test image {i}: predicted {p} (label {self.labels['test'][i]})"
+                for i, p in zip(chosen, predicted)]
 
     def evaluate(self, classify, split, limit=None):
         """``classify(patches (N, P, D) float32) -> (N,) class ids``; returns the accuracy."""

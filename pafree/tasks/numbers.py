@@ -17,12 +17,17 @@ Splits (fixed seed): 0..99 are always in train (they are the atoms). The rest ar
 without replacement from 100..999,999 with equal total weight per digit count (3, 4, 5, 6
 digits; the 900 three-digit numbers are nearly all drawn), then dealt into disjoint sets:
 train 20,000 / valid 500 / test 1,000. Metrics: exact match and sacrebleu BLEU.
+Model: ``EncoderDecoder``, decoding by beam search; ``pafree predict`` takes German words.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
-from . import check_split, epoch_indices
+from ..models import EncoderDecoder
+from .base import Metric, Task, check_split, epoch_indices, token_cross_entropy, \
+    transformer_options
 from .metrics import bleu, exact_match
-from .vocab import BOS, EOS, Vocab, pad_batch
+from .vocab import BOS, EOS, PAD, Vocab, pad_batch
 
 SIZES = {"train": 20_000, "valid": 500, "test": 1_000}
 SEED = 0
@@ -159,12 +164,23 @@ def draw_numbers():
     return {"train": train, "valid": valid, "test": test}
 
 
-class NumbersTask:
+@dataclass
+class TranslationBatch:
+    """Padded (N, T) id arrays; the masks mark real (non-PAD) ids."""
+    src: np.ndarray
+    src_mask: np.ndarray
+    tgt_in: np.ndarray      # BOS + target
+    tgt_out: np.ndarray     # target + EOS
+    tgt_mask: np.ndarray
+
+
+class NumbersTask(Task):
     """German -> English number words (see the module docstring)."""
 
     name = "numbers"
-    kind = "seq2seq"
     defaults = DEFAULTS
+    metric = Metric("exact_match", "fraction of test numbers translated exactly")
+    predict_inputs = "German number words (numbers)"
     max_src_len = MAX_TOKENS
     max_tgt_len = MAX_TOKENS + 1        # with BOS (tgt_in) or EOS (tgt_out)
 
@@ -193,8 +209,7 @@ class NumbersTask:
         src, src_mask = pad_batch([self.src[split][i] for i in idx])
         tgt_in, tgt_mask = pad_batch([[BOS] + self.tgt[split][i] for i in idx])
         tgt_out, _ = pad_batch([self.tgt[split][i] + [EOS] for i in idx])
-        return {"src": src, "src_mask": src_mask, "tgt_in": tgt_in, "tgt_out": tgt_out,
-                "tgt_mask": tgt_mask}
+        return TranslationBatch(src, src_mask, tgt_in, tgt_out, tgt_mask)
 
     def train_batch(self, step, batch_size, seed):
         return self.make_batch("train", epoch_indices(step, batch_size, self.size("train"), seed))
@@ -203,6 +218,42 @@ class NumbersTask:
         n = self.size(split)
         for i in range(0, n, batch_size):
             yield self.make_batch(split, range(i, min(i + batch_size, n)))
+
+    def build_model(self, hparams, seed):
+        return EncoderDecoder(len(self.src_vocab), len(self.tgt_vocab),
+                              max_len=max(self.max_src_len, self.max_tgt_len) + 1,
+                              n_enc_layers=hparams["n_enc_layers"],
+                              n_dec_layers=hparams["n_dec_layers"],
+                              pad_id=PAD, bos_id=BOS, eos_id=EOS,
+                              **transformer_options(hparams, seed))
+
+    def loss(self, model, batch, label_smoothing):
+        logits = model(batch.src, batch.tgt_in)
+        return token_cross_entropy(logits, batch.tgt_out, batch.tgt_mask, label_smoothing)
+
+    def predictor(self, model, hparams, beam=None):
+        """Beam search (``beam`` defaults to the run's; 1 = greedy) over lists of source ids."""
+        beam = hparams["beam"] if beam is None else beam
+
+        def translate(sources, chunk=250):
+            out = []
+            for i in range(0, len(sources), chunk):
+                src, _ = pad_batch(sources[i:i + chunk])
+                if beam == 1:
+                    out += model.greedy(src, max_len=self.max_tgt_len)
+                else:
+                    out += model.beam_search(src, beam=beam, max_len=self.max_tgt_len)
+            return out
+        return translate
+
+    def answer(self, translate, words):
+        sources = []
+        for word in words:
+            try:
+                sources.append(self.encode_source(word))
+            except ValueError as err:
+                raise ValueError(f"cannot translate {word!r}: {err}") from None
+        return [f"{w} -> {self.decode_target(o)}" for w, o in zip(words, translate(sources))]
 
     def evaluate(self, translate, split, limit=None):
         """``translate(list of source id lists) -> list of target id lists`` (e.g. beam

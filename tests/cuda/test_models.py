@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pafree import config
-from pafree import train as T
+from pafree.run import build
 from pafree.ops import cuda as gpu
 
 TINY = {"digits": {"n_layers": 1}, "numbers": {"n_enc_layers": 1, "n_dec_layers": 1},
@@ -18,13 +18,13 @@ TINY = {"digits": {"n_layers": 1}, "numbers": {"n_enc_layers": 1, "n_dec_layers"
 
 
 def model_grads(task, device):
-    run = T.build(task, "pa", seed=0, d_model=8, n_heads=2, d_ff=16, batch_size=2, dropout=0.0,
+    run = build(task, "pa", seed=0, d_model=8, n_heads=2, d_ff=16, batch_size=2, dropout=0.0,
                   **TINY[task])
     params = run.model.parameters()
     run.model.to(device)                      # the weights move in place
     with config.mode(**run.modes):
         run.model.train()
-        T.batch_loss(run.task, run.model, run.batch(0), run.hparams).backward()
+        run.task.loss(run.model, run.batch(0), run.hparams["label_smoothing"]).backward()
     assert all(gpu.is_device_array(p.grad) == (device == "cuda") for p in params)
     return [p.grad.copy_to_host() if device == "cuda" else p.grad for p in params]
 

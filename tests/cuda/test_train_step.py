@@ -17,7 +17,7 @@ import pytest
 from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
 from pafree import optim
-from pafree import train as T
+from pafree import run as T
 from pafree.autograd import registry
 from pafree.ops import cuda as gpu
 from sequential import sequential_sum
