@@ -7,7 +7,7 @@ from .. import config, optim
 from ..tasks import task_class
 
 MODES = tuple(config.PRESETS)      # the --mode of a run: a whole configuration by name
-COMPONENT_FLAGS = ("matmul", "norm", "softmax", "loss", "other")
+COMPONENT_FLAGS = config.COMPONENTS[:-1]     # per-component overrides (the optimizer has its own flag)
 
 
 def resolve_settings(task="digits", mode="pa", seed=0, optimizer=None, hparams=None,
