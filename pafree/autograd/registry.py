@@ -189,7 +189,9 @@ sum_.rule(_sum_vjp)
 max_.rule(_max_vjp)
 relu.rule(lambda g, ans, x: where(g, np.float32(0), nonnegative(x)))     # slope 1 at 0: the right segment
 reshape.rule(lambda g, ans, x, shape: reshape(g, x.shape))
-transpose.rule(lambda g, ans, x, axes: transpose(g, None if axes is None else tuple(np.argsort(axes))))
+# the inverse permutation; np.argsort's SIMD sort calls log2 for its depth limit
+transpose.rule(lambda g, ans, x, axes: transpose(
+    g, None if axes is None else tuple(sorted(range(len(axes)), key=axes.__getitem__))))
 getitem.rule(_getitem_vjp)
 concatenate.joint_rule(_concatenate_vjp)
 
