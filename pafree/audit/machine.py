@@ -45,6 +45,7 @@ CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "p
 AVX2_CPU = "haswell"          # an AVX2 + FMA target without AVX-512 (Valgrind runs AVX2)
 PHASES = ("train step", "evaluation")
 CLASSES = ("mul", "div", "sqrt", "fma", "recip", "rsqrt", "scale", "transcendental")
+TEXT_FRAMES = 5               # frames of each site's call stack in the text report
 
 
 class MachineAuditError(RuntimeError):
@@ -207,7 +208,7 @@ class MachineReport:
             lines.append(f"  sites ({len(self.sites)}), most executed first:")
         for s in self.sites:
             lines.append(f"    {s.count:>9} {s.cls:<5} {s.op:<11} {s.phase}: {s.where()}")
-            for frame in s.frames[1:]:
+            for frame in s.frames[1:TEXT_FRAMES]:          # all of them in --json
                 lines.append(f"{'':27}from {frame.text()}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
