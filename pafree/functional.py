@@ -19,6 +19,7 @@ import numpy as np
 from . import config
 from .autograd import registry as R
 from .autograd.tensor import Tensor, _as_array, apply
+from .indices import index_range
 from .ops import bits
 
 LOG2E = np.int32(bits.LOG2E).view(np.float32)      # float32(log2 e), the constant of paexp/palog
@@ -251,8 +252,7 @@ def cross_entropy(logits, targets, label_smoothing=0.0, ignore_index=None, deriv
     keep = None if ignore_index is None else targets != ignore_index
     zs, e, _ = _shifted_exp2(ar, logits, -1)
     log2p = sub(zs, ar.log2(sum(e, -1, keepdims=True)))
-    # one-hot rows (bool); np.arange would compute its length with a float divide
-    picked = targets[:, None] == np.fromiter(range(classes), targets.dtype, classes)
+    picked = targets[:, None] == index_range(classes)              # one-hot rows (bool)
     loss = neg(sum(where(picked, log2p, np.float32(0)), -1))
     if label_smoothing:
         eps = np.float32(label_smoothing)

@@ -26,6 +26,7 @@ import numpy as np
 from .. import ops
 from ..ops import bits, cpu, standard
 from ..ops.cpu import is_device_array, to_host  # to_host: for Tensor.to and the optimizer
+from ..indices import index_range
 
 PRIMITIVES = {}
 KINDS = ("exact", "approx")
@@ -108,7 +109,8 @@ def _scatter_add_cpu(out, idx, values):
     rows = np.where(rows < 0, rows + out.shape[0], rows)
     order = np.argsort(rows, kind="stable")
     rows = rows[order]
-    starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+    # np.flatnonzero divides floats (PyArray_Nonzero)
+    starts = index_range(len(rows))[np.concatenate(([True], rows[1:] != rows[:-1]))]
     sums = np.add.reduceat(values.reshape(len(order), -1)[order], starts, axis=0)
     flat = out.reshape(out.shape[0], -1)
     flat[rows[starts]] += sums
