@@ -103,7 +103,8 @@ typedef struct {
 } Site;
 
 static VgHashTable* sites;
-static Int depth = 0;          /* open regions; counting while > 0 */
+static Int depth = 0;          /* open regions */
+static ULong counting = 0;     /* 1 while depth > 0: added to each count inline */
 static const HChar* clo_out = NULL;
 static Int dumps = 0;           /* files written so far */
 static Bool counted_since_dump = False;
@@ -131,24 +132,41 @@ static Site* site_for(Addr addr, const OpClass* op)
    return s;
 }
 
-static VG_REGPARM(1) void hit(Site* s)
+/* Called (guarded) on an execution that found the count at zero: record the
+ * stack of the first execution inside the region. */
+static VG_REGPARM(1) void first_hit(Site* s)
 {
-   if (depth <= 0) return;
+   if (!counting) return;
    counted_since_dump = True;
-   if (s->count++ == 0) {
-      s->n_ips = VG_(get_StackTrace)(VG_(get_running_tid)(), s->ips, STACK_DEPTH,
-                                     NULL, NULL, 0);
-      if (s->n_ips == 0) s->n_ips = 1;
-      s->ips[0] = s->addr;     /* the guest IP may lag behind inside a block */
-   }
+   s->n_ips = VG_(get_StackTrace)(VG_(get_running_tid)(), s->ips, STACK_DEPTH,
+                                  NULL, NULL, 0);
+   if (s->n_ips == 0) s->n_ips = 1;
+   s->ips[0] = s->addr;        /* the guest IP may lag behind inside a block */
 }
 
 /* ------------------------------------------------------ instrumentation */
 
+/* count += counting, inline; and when the count was zero, a call to first_hit. */
 static void add_hit(IRSB* sb, Site* s, const VexGuestLayout* layout)
 {
-   IRDirty* di = unsafeIRDirty_0_N(1, "pafree_hit", VG_(fnptr_to_fnentry)(&hit),
+   IRTemp on = newIRTemp(sb->tyenv, Ity_I64);
+   IRTemp old = newIRTemp(sb->tyenv, Ity_I64);
+   IRTemp new = newIRTemp(sb->tyenv, Ity_I64);
+   IRTemp first = newIRTemp(sb->tyenv, Ity_I1);
+   addStmtToIRSB(sb, IRStmt_WrTmp(on, IRExpr_Load(Iend_LE, Ity_I64,
+                                                  mkIRExpr_HWord((HWord)&counting))));
+   addStmtToIRSB(sb, IRStmt_WrTmp(old, IRExpr_Load(Iend_LE, Ity_I64,
+                                                   mkIRExpr_HWord((HWord)&s->count))));
+   addStmtToIRSB(sb, IRStmt_WrTmp(new, IRExpr_Binop(Iop_Add64, IRExpr_RdTmp(old),
+                                                    IRExpr_RdTmp(on))));
+   addStmtToIRSB(sb, IRStmt_Store(Iend_LE, mkIRExpr_HWord((HWord)&s->count),
+                                  IRExpr_RdTmp(new)));
+   addStmtToIRSB(sb, IRStmt_WrTmp(first, IRExpr_Binop(Iop_CmpEQ64, IRExpr_RdTmp(old),
+                                                      IRExpr_Const(IRConst_U64(0)))));
+   IRDirty* di = unsafeIRDirty_0_N(1, "pafree_first_hit",
+                                   VG_(fnptr_to_fnentry)(&first_hit),
                                    mkIRExprVec_1(mkIRExpr_HWord((HWord)s)));
+   di->guard = IRExpr_RdTmp(first);
    /* the helper unwinds the stack: make SP, FP and IP current before it */
    di->nFxState = 3;
    di->fxState[0].fx = Ifx_Read;
@@ -253,9 +271,11 @@ static Bool handle_client_request(ThreadId tid, UWord* args, UWord* ret)
    switch (args[0]) {
       case PAFREE_REGION_BEGIN:
          depth++;
+         counting = 1;
          break;
       case PAFREE_REGION_END:
          if (depth > 0) depth--;
+         counting = depth > 0;
          break;
       case PAFREE_DUMP:
          dump_sites();
