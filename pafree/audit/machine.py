@@ -244,8 +244,9 @@ def _parse_sites(path, phase):
 
 
 def _name_kernels(sites, functions):
-    """Name the Numba kernel of every frame in JIT code (no object file): the
-    compiled function whose entry is the nearest below the address."""
+    """Name the Numba kernel of every frame in JIT code (no object file): the one
+    whose compiled entry is the nearest below the address (JIT memory carries no
+    symbol sizes, so a parallel loop body is named by the entry just before it)."""
     import bisect
     entries = sorted((int(addr, 16), kernel, symbol) for addr, kernel, symbol in functions)
     starts = [e[0] for e in entries]
@@ -310,7 +311,8 @@ def audit_machine(task="digits", mode="pa", seed=0, eval_examples=2, setup=None,
 # the child (runs under Valgrind, and once outside it to fill the kernel cache)
 
 def _numba_functions():
-    """(entry address, kernel name, symbol) of every function Numba compiled here."""
+    """(entry address, kernel name, symbol) of the native function and the CPython
+    wrapper of every overload Numba holds here (compiled or loaded from the cache)."""
     from numba.core.registry import CPUDispatcher
     from ..ops.jit import KERNELS
     import gc
@@ -321,11 +323,10 @@ def _numba_functions():
             continue
         name = names.get(id(obj), f"{obj.py_func.__module__}.{obj.py_func.__qualname__}")
         for cres in obj.overloads.values():
-            module = cres.library._final_module
-            for fn in module.functions:
-                if not fn.is_declaration:
-                    address = cres.library.get_pointer_to_function(fn.name)
-                    functions.append((hex(address), name, fn.name))
+            for symbol in (cres.fndesc.llvm_func_name, cres.fndesc.llvm_cpython_wrapper_name):
+                address = cres.library.get_pointer_to_function(symbol)
+                if address:
+                    functions.append((hex(address), name, symbol))
     return functions
 
 
@@ -340,10 +341,13 @@ def _compiled_here():
 
 def _child(spec):
     import ctypes
-    import runpy
+    import importlib.util
     region = ctypes.CDLL(spec["region_lib"])
-    if spec["setup"]:
-        runpy.run_path(spec["setup"])
+    if spec["setup"]:         # imported as a module, so Numba can cache its kernels
+        module_spec = importlib.util.spec_from_file_location("pafree_audit_setup",
+                                                             spec["setup"])
+        module = sys.modules["pafree_audit_setup"] = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
     from .. import config, train as runs       # the one place the run driver is imported
     from ..autograd import no_grad
 
