@@ -269,6 +269,7 @@ def audit_machine(task="digits", mode="pa", seed=0, eval_examples=2, setup=None,
     ``overrides``: settings ``pafree.train.build`` accepts (batch_size, ...).
     ``setup``: a Python file the child runs first (the tests' mutations)."""
     start = time.perf_counter()
+    _runs().resolve_settings(task, mode, seed, **overrides)   # a clear ValueError, here
     lib = build_tool()
     env = avx2_environment()
     spec = {"task": task, "mode": mode, "seed": seed, "eval_examples": eval_examples,
@@ -339,6 +340,11 @@ def _compiled_here():
                    and len(obj.overloads) > sum(obj.stats.cache_hits.values())})
 
 
+def _runs():
+    from .. import train        # the one place the run driver is imported (pafree.run later)
+    return train
+
+
 def _child(spec):
     import ctypes
     import importlib.util
@@ -348,8 +354,9 @@ def _child(spec):
                                                              spec["setup"])
         module = sys.modules["pafree_audit_setup"] = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
-    from .. import config, train as runs       # the one place the run driver is imported
+    from .. import config
     from ..autograd import no_grad
+    runs = _runs()
 
     run = runs.build(spec["task"], spec["mode"], spec["seed"], **spec["overrides"])
     batches = [run.batch(step) for step in range(2)]
