@@ -19,6 +19,7 @@ import numpy as np
 from . import config
 from .autograd import registry as R
 from .autograd.tensor import Tensor, _as_array, apply
+from .indices import index_range
 from .ops import bits
 
 LOG2E = np.int32(bits.LOG2E).view(np.float32)      # float32(log2 e), the constant of paexp/palog
@@ -301,7 +302,7 @@ def cross_entropy(logits, targets, label_smoothing=0.0, ignore_index=None, deriv
     keep = None if ignore_index is None else targets != ignore_index
     zs, e, _ = _shifted_exp2(ar, logits, -1)
     log2p = sub(zs, ar.log2(sum(e, -1, keepdims=True)))
-    picked = targets[:, None] == np.arange(classes)                # one-hot rows (bool)
+    picked = targets[:, None] == index_range(classes)              # one-hot rows (bool)
     loss = neg(sum(where(picked, log2p, np.float32(0)), -1))
     if label_smoothing:
         eps = np.float32(label_smoothing)
@@ -335,11 +336,31 @@ def gelu(x, derivative=None):
     return ar.div(x, add(np.float32(1), ar.exp(ar.mul(x, GELU_SIGMOID))))
 
 
-def dropout(x, p, training, rng, derivative=None):
-    """Zero each element with probability p and rescale the rest by 1 ⊘ (1 - p) (component 'other')."""
+def dropout_threshold(p):
+    """The integer t with P(u < t) = t / 2**32 the smallest such ratio >= p, for u a
+    uniform uint32: t = ceil(p * 2**32), from the bits of the double p (no float multiply)."""
+    bits = int(np.float64(p).view(np.uint64))
+    exponent, fraction = bits >> 52, bits & ((1 << 52) - 1)
+    if bits >> 63 or exponent == 0x7FF:
+        raise ValueError(f"dropout probability must be a finite number >= 0, got {p}")
+    mantissa = fraction | (1 << 52) if exponent else fraction    # p = mantissa * 2**shift
+    shift = (exponent if exponent else 1) - 1075 + 32
+    if shift >= 0:
+        return mantissa << shift
+    return (mantissa + (1 << -shift) - 1) >> -shift
+
+
+def dropout(x, p, training, rng, derivative=None, threshold=None):
+    """Zero each element with probability p and rescale the rest by 1 ⊘ (1 - p) (component 'other').
+    The mask compares raw random uint32 with ``threshold`` (``dropout_threshold(p)``;
+    numpy's float sampler multiplies): an element is dropped with probability
+    ceil(p * 2**32) / 2**32."""
     if not training or p == 0:
         return _tensor(x)
     ar = _arith("other", derivative)
-    keep = rng.random(np.shape(x.data if isinstance(x, Tensor) else x), dtype=np.float32) >= p
+    if threshold is None:
+        threshold = dropout_threshold(p)
+    shape = np.shape(x.data if isinstance(x, Tensor) else x)
+    keep = rng.integers(0, 1 << 32, size=shape, dtype=np.uint32) >= np.uint32(threshold)
     scale = ar.div(np.float32(1), np.float32(1) - np.float32(p))
     return ar.mul(x, where(keep, scale, np.float32(0)))

@@ -36,6 +36,7 @@ import numpy as np
 from .. import ops
 from ..ops import adamw, bits, elementwise, standard
 from ..ops.cpu import is_device_array, to_host  # to_host: for Tensor.to and the optimizer
+from ..indices import index_range
 
 KERNELS = {}        # name -> Kernel: everything dispatched (the primitives included)
 PRIMITIVES = {}     # name -> Primitive: the differentiable ones
@@ -155,7 +156,8 @@ def _scatter_add_cpu(out, idx, values):
     rows = np.where(rows < 0, rows + out.shape[0], rows)
     order = np.argsort(rows, kind="stable")
     rows = rows[order]
-    starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+    # np.flatnonzero divides floats (PyArray_Nonzero)
+    starts = index_range(len(rows))[np.concatenate(([True], rows[1:] != rows[:-1]))]
     sums = np.add.reduceat(values.reshape(len(order), -1)[order], starts, axis=0)
     flat = out.reshape(out.shape[0], -1)
     flat[rows[starts]] += sums
@@ -236,7 +238,9 @@ sum_.rule(_sum_vjp)
 max_.rule(_max_vjp)
 relu.rule(lambda g, ans, x: where(g, np.float32(0), nonnegative(x)))     # slope 1 at 0: the right segment
 reshape.rule(lambda g, ans, x, shape: reshape(g, x.shape))
-transpose.rule(lambda g, ans, x, axes: transpose(g, None if axes is None else tuple(np.argsort(axes))))
+# the inverse permutation; np.argsort's SIMD sort calls log2 for its depth limit
+transpose.rule(lambda g, ans, x, axes: transpose(
+    g, None if axes is None else tuple(sorted(range(len(axes)), key=axes.__getitem__))))
 getitem.rule(_getitem_vjp)
 concatenate.joint_rule(_concatenate_vjp)
 

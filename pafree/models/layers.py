@@ -73,13 +73,22 @@ class Dropout(Module):
 
     def __init__(self, p):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
         self.rng = np.random.default_rng(0)
 
+    @property
+    def p(self):
+        return self._p
+
+    @p.setter
+    def p(self, p):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self._p = p
+        self.threshold = F.dropout_threshold(p)      # once here, not in every step
+
     def forward(self, x):
-        return F.dropout(x, self.p, self.training, self.rng)
+        return F.dropout(x, self.p, self.training, self.rng, threshold=self.threshold)
 
     def extra_repr(self):
         return f"p={self.p}"

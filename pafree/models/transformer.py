@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import no_grad
+from ..indices import index_range
 from .layers import Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention
 from .module import Module, ModuleList, parameter
 
@@ -69,7 +70,10 @@ class DecoderBlock(Module):
 
 def causal_mask(length):
     """(length, length) bool: query i may look at keys 0..i."""
-    return np.tril(np.ones((length, length), dtype=bool))
+    mask = np.zeros((length, length), dtype=bool)
+    for i in range(length):                  # np.tril: a float divide in np.arange
+        mask[i, :i + 1] = True
+    return mask
 
 
 def key_padding_mask(ids, pad_id):
@@ -177,7 +181,7 @@ class DecoderOnlyLM(Module):
         tokens = np.asarray(tokens)
         length = tokens.shape[1]
         if positions is None:
-            positions = np.broadcast_to(np.arange(length), tokens.shape)
+            positions = np.broadcast_to(index_range(length), tokens.shape)
         positions = np.asarray(positions)
         if positions.max(initial=0) >= self.max_len:
             raise ValueError(f"position id {positions.max()} is beyond max_len={self.max_len}")
@@ -225,7 +229,7 @@ class EncoderDecoder(Module):
         length = ids.shape[1]
         if length > self.max_len:
             raise ValueError(f"sequence of length {length} is longer than max_len={self.max_len}")
-        return self.dropout(table(ids) + self.positions(np.arange(length)))
+        return self.dropout(table(ids) + self.positions(index_range(length)))
 
     def encode(self, src):
         src = np.asarray(src)
@@ -282,7 +286,8 @@ class EncoderDecoder(Module):
         batch = src.shape[0]
         memory = self.encode(src)
         # every source repeated beam times: row b * beam + k is hypothesis k of source b
-        rows = np.repeat(np.arange(batch), beam)
+        sources = index_range(batch)
+        rows = np.repeat(sources, beam)
         memory, src_rows = memory[rows], src[rows]
         prefixes = np.full((batch * beam, 1), self.bos_id, dtype=np.int64)
         scores = np.full((batch, beam), -np.inf, dtype=np.float32)
@@ -297,19 +302,19 @@ class EncoderDecoder(Module):
             log_probs[finished, self.pad_id] = 0.0
             candidates = (scores[:, :, None] + log_probs).reshape(batch, beam * vocab)
             top = np.argsort(-candidates, axis=1, kind="stable")[:, :beam]
-            scores = np.take_along_axis(candidates, top, axis=1)
+            scores = candidates[sources[:, None], top]         # np.take_along_axis uses np.arange
             parent, token = np.divmod(top, vocab)
-            parent_rows = (np.arange(batch)[:, None] * beam + parent).reshape(-1)
-            finished = np.take_along_axis(finished, parent, axis=1) | (token == self.eos_id)
+            parent_rows = (sources[:, None] * beam + parent).reshape(-1)
+            finished = finished[sources[:, None], parent] | (token == self.eos_id)
             prefixes = np.concatenate([prefixes[parent_rows], token.reshape(-1, 1)], axis=1)
             if finished.all():
                 break
         # prefer finished hypotheses: unfinished ones count only where none finished
         ranked = np.where(finished | ~finished.any(axis=1, keepdims=True), scores, -np.inf)
         choice = ranked.argmax(axis=1)
-        hypotheses = prefixes.reshape(batch, beam, -1)[np.arange(batch), choice, 1:]
+        hypotheses = prefixes.reshape(batch, beam, -1)[sources, choice, 1:]
         best = [self.strip(h) for h in hypotheses]
-        return best, scores[np.arange(batch), choice]
+        return best, scores[sources, choice]
 
     def strip(self, ids):
         """Token ids up to (not including) the first eos, padding removed."""

@@ -34,6 +34,10 @@ class _OpsStamp:
         return super().get_source_stamp(), ops_source_stamp()
 
 
+class _UserProvidedLocator(_OpsStamp, caching.UserProvidedCacheLocator):
+    pass          # NUMBA_CACHE_DIR, when set (the machine audit's AVX2 builds live there)
+
+
 class _InTreeLocator(_OpsStamp, caching.InTreeCacheLocator):
     pass
 
@@ -43,7 +47,7 @@ class _UserWideLocator(_OpsStamp, caching.UserWideCacheLocator):
 
 
 class _KernelCacheImpl(caching.CompileResultCacheImpl):
-    _locator_classes = [_InTreeLocator, _UserWideLocator]
+    _locator_classes = [_UserProvidedLocator, _InTreeLocator, _UserWideLocator]
 
 
 class _KernelCache(caching.FunctionCache):
