@@ -266,7 +266,7 @@ def audit_machine(task="digits", mode="pa", seed=0, eval_examples=2, setup=None,
                   timeout=None, **overrides):
     """Run one training step and the evaluation pass of ``task`` in ``mode`` under
     Valgrind with pafree's tool; returns a MachineReport (``report.ok``: all counts 0).
-    ``overrides``: settings ``pafree.train.build`` accepts (batch_size, ...).
+    ``overrides``: settings ``pafree.run.build`` accepts (batch_size, ...).
     ``setup``: a Python file the child runs first (the tests' mutations)."""
     start = time.perf_counter()
     _runs().resolve_settings(task, mode, seed, **overrides)   # a clear ValueError, here
@@ -341,8 +341,8 @@ def _compiled_here():
 
 
 def _runs():
-    from .. import train        # the one place the run driver is imported (pafree.run later)
-    return train
+    from .. import run          # the one place the run driver is imported
+    return run
 
 
 def _child(spec):
@@ -364,7 +364,7 @@ def _child(spec):
     def evaluation(counted):
         with config.mode(**run.modes), no_grad():
             run.model.eval()
-            predict = runs.predictor(run.task, run.model, run.hparams)
+            predict = run.predictor()
 
             def bracketed(*args, **kwargs):        # forward and decoding; not the metric
                 if counted:
