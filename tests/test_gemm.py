@@ -8,7 +8,8 @@ import numba
 import numpy as np
 import pytest
 
-from pafree.ops import bits, gemm, pam, pam_matmul, pam_matmul_exact_grads
+from pafree.ops import bits, pam, pam_matmul, pam_matmul_exact_grads
+from pafree.ops.gemm import host
 from pafree.ops.jit import KERNELS
 
 F32 = np.float32
@@ -209,9 +210,9 @@ def test_workspace_is_reused():
     rng = np.random.default_rng(9)
     a, b = data((64, 300), "fast", rng), data((300, 128), "fast", rng)
     pam_matmul(a, b)
-    buffers = [getattr(gemm._workspace, name) for name in ("a", "b")]
+    buffers = [getattr(host._workspace, name) for name in ("a", "b")]
     pam_matmul(a[:50, :200], b[:200, :100])
-    assert [getattr(gemm._workspace, name) for name in ("a", "b")] == buffers
+    assert [getattr(host._workspace, name) for name in ("a", "b")] == buffers
 
 
 def test_kernel_audit_finds_no_float_multiply():
@@ -223,8 +224,8 @@ def test_kernel_audit_finds_no_float_multiply():
     many = 4 * numba.config.NUMBA_NUM_THREADS
     pam_matmul(np.stack([a[:, :30]] * many), np.stack([b[:30]] * many))   # many small products
     pam_matmul_exact_grads(a[:, :20], b[:20], dy)
-    for name in ("pack", "pam_gemm_packed", "pam_gemm_batched", "exact_grad_a", "exact_grad_b"):
+    for name in ("pack_operands", "pam_gemm_packed", "pam_gemm_batched", "exact_grad_a", "exact_grad_b"):
         counts, forbidden = scan_dispatcher(KERNELS[name])
         assert forbidden == [], f"{name}: {forbidden[:3]}"
-        if name != "pack":                                    # packing only moves bits
+        if name != "pack_operands":                                    # packing only moves bits
             assert counts.get("asm float add", 0) > 0, name   # the scan sees the sums

@@ -86,5 +86,4 @@ def pasqrt_slope(x):
     return cpu.unary("pasqrt_slope", x)
 
 
-from .gemm import pam_matmul  # noqa: E402
-from .gemm_grads import pam_matmul_exact_grads  # noqa: E402
+from .gemm import pam_matmul, pam_matmul_exact_grads  # noqa: E402
