@@ -229,3 +229,25 @@ def test_kernel_audit_finds_no_float_multiply():
         assert forbidden == [], f"{name}: {forbidden[:3]}"
         if name != "pack_operands":                                    # packing only moves bits
             assert counts.get("asm float add", 0) > 0, name   # the scan sees the sums
+
+
+@pytest.mark.parametrize("shape_a,shape_b", [
+    ((7,), (7,)), ((7,), (7, 4)), ((5, 7), (7,)), ((5, 7), (7, 4)), ((7,), (2, 3, 7, 4)),
+    ((2, 1, 5, 7), (3, 7, 4)), ((1, 5, 7), (6, 1, 7, 4)), ((0, 5, 7), (7, 4)), ((5, 0), (0, 4)),
+    ((5, 7), (6, 4)), ((2, 5, 7), (3, 7, 4)), ((7,), (6,)), ((), (7,)), ((5, 7), ()),
+])
+def test_shape_rules_are_numpys(shape_a, shape_b):
+    """gemm.shapes.matmul_shapes: np.matmul's output shape, or a ValueError where it raises."""
+    from pafree.ops.gemm.shapes import matmul_shapes, size
+    try:
+        expect = np.matmul(np.ones(shape_a, F32), np.ones(shape_b, F32)).shape
+    except ValueError:
+        with pytest.raises(ValueError):
+            matmul_shapes(shape_a, shape_b, "test")
+        return
+    got = matmul_shapes(shape_a, shape_b, "test")
+    assert got.out_shape == expect
+    assert size(got.batch) * got.m * got.n == size(expect)
+    transposed = matmul_shapes(shape_a[:-2] + shape_a[:-3:-1] if len(shape_a) > 1 else shape_a,
+                               shape_b, "test", transpose_a=len(shape_a) > 1)
+    assert transposed == got
