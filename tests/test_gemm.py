@@ -224,7 +224,8 @@ def test_kernel_audit_finds_no_float_multiply():
     many = 4 * numba.config.NUMBA_NUM_THREADS
     pam_matmul(np.stack([a[:, :30]] * many), np.stack([b[:30]] * many))   # many small products
     pam_matmul_exact_grads(a[:, :20], b[:20], dy)
-    for name in ("pack_operands", "pam_gemm_packed", "pam_gemm_batched", "exact_grad_a", "exact_grad_b"):
+    for name in ("pack_operands", "pam_gemm_packed", "pam_gemm_batched", "exact_grad_a",
+                 "exact_grad_b"):
         counts, forbidden = scan_dispatcher(KERNELS[name])
         assert forbidden == [], f"{name}: {forbidden[:3]}"
         if name != "pack_operands":                                    # packing only moves bits

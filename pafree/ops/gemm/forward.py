@@ -114,7 +114,8 @@ def pack_b_panel(y, jp, panel, bound):
 @cpu_kernel(parallel=True)
 def pack_operands(x, y, packed_a, packed_b):
     """Pack the stacks x (nbA, M, K) and y (nbB, K, N), int32 bits with any strides, into
-    packed_a = Panels((nbA, M/MR, 2, MR, K), bounds) and packed_b = Panels((nbB, N/NR, 2, K, NR), ...).
+    the Panels packed_a, planes (nbA, M/MR, 2, MR, K), and packed_b, planes (nbB, N/NR, 2, K, NR),
+    with their bounds per K chunk.
 
     Tasks are of one size (a B panel, or NR / MR micro-panels of A), so that the
     threads' equal shares of them are equal work.

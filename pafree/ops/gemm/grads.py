@@ -297,7 +297,7 @@ def derivative_kernel(name, dy_rows, pack_dy, fast, masked):
         x, dy_bits = operands
         rows, cols = x.shape
         reduction = dy_bits.shape[1] if dy_rows else dy_bits.shape[0]
-        p = np.empty((MR, NR), np.int32)
+        carry = np.empty((MR, NR), np.int32)
         scratch = np.empty(MR * NR, np.float32)
         c0 = cp * NR
         for ch in range(dy.bound.shape[1]):
@@ -308,14 +308,14 @@ def derivative_kernel(name, dy_rows, pack_dy, fast, masked):
                 place = Place(out, r0 * cols + c0, cols, 1)
                 ni, nj = min(MR, rows - r0), min(NR, cols - c0)
                 dst = open_tile(place, ni, nj, scratch, first)
-                nan = carry_tile(x, r0, c0, p)
+                nan = carry_tile(x, r0, c0, carry)
                 dy_panel, slope_panel = (rp, cp) if dy_rows else (cp, rp)
                 path = EXACT if nan else derivative_path(dy.bound[dy_panel, ch],
                                                          slopes.bound[slope_panel, ch])
                 if path == FAST:
-                    fast(dst, first, p, dy.planes, slopes.planes[slope_panel], (r0, cp), span)
+                    fast(dst, first, carry, dy.planes, slopes.planes[slope_panel], (r0, cp), span)
                 elif path == MASKED:
-                    masked(dst, first, p, dy.planes, slopes.planes[slope_panel], (r0, cp), span)
+                    masked(dst, first, carry, dy.planes, slopes.planes[slope_panel], (r0, cp), span)
                 else:
                     tile_exact(dst, first, operands, slopes.planes[slope_panel], (r0, c0), span,
                                dy_rows)

@@ -53,7 +53,8 @@ def batch_index(shape, batch, index):
 
 
 def broadcast_index(shape, batch):
-    """For each product of the broadcast ``batch``, its operand's index in the stack of ``shape``."""
+    """For each product of the broadcast ``batch``, the index of its operand in the stack
+    of batch ``shape`` (int64)."""
     padded = (1,) * (len(batch) - len(shape)) + tuple(shape)
     index = np.empty(size(batch), np.int64)
     batch_index(np.array(padded, np.int64), np.array(batch, np.int64), index)
