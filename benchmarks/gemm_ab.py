@@ -7,8 +7,9 @@ and imports it beside this tree's ``pafree.ops``; then, per size (n^3), data
 kind and thread count, times the forward ``pam_matmul`` and both derivatives
 ``pam_matmul_exact_grads`` of each side in alternating rounds (old, new, old,
 new, ...) and keeps each side's best: on a shared machine whose speed drifts,
-both sides see the same quiet moments. Prints the best times and new/old; it
-also checks that both sides give the same bits.
+both sides see the same quiet moments. Prints the best wall times, new/old,
+for one thread also the ratio of best process CPU times, and checks that
+both sides give the same bits.
 
 Data as in benchmarks/gemm.py: "well" is standard normal (the fast loops),
 "general" a ReLU'd A and dY with 10% tiny entries (the masked loops). The
@@ -49,12 +50,14 @@ def import_ops_at(rev):
 
 
 def best(fn, calls):
-    t = float("inf")
+    """(best wall time, best process CPU time) over ``calls`` calls."""
+    wall = cpu = float("inf")
     for _ in range(calls):
-        start = time.perf_counter()
+        w, c = time.perf_counter(), time.process_time()
         fn()
-        t = min(t, time.perf_counter() - start)
-    return t
+        wall = min(wall, time.perf_counter() - w)
+        cpu = min(cpu, time.process_time() - c)
+    return wall, cpu
 
 
 def same_bits(x, y):
@@ -76,7 +79,7 @@ def main():
     print(f"numba {numba.__version__}, threads up to {numba.config.NUMBA_NUM_THREADS}")
     rng = np.random.default_rng(0)
     print(f"{'size':>6} {'data':>8} {'thr':>3} {'op':>6} {'old ms':>9} {'new ms':>9} "
-          f"{'new/old':>7}")
+          f"{'new/old':>7} {'cpu new/old':>11}")
     for size in args.sizes:
         for kind in ("well", "general"):
             a = make((size, size), kind, rng)
@@ -90,12 +93,14 @@ def main():
                     if op == "fwd":
                         got_old, got_new = [got_old], [got_new]
                     same = all(map(same_bits, got_old, got_new))
-                    t_old = t_new = float("inf")
+                    t_old = t_new = (float("inf"), float("inf"))
                     for _ in range(args.rounds):
-                        t_old = min(t_old, best(lambda: call(old), args.calls))
-                        t_new = min(t_new, best(lambda: call(ops), args.calls))
-                    print(f"{size:>6} {kind:>8} {threads:>3} {op:>6} {t_old * 1e3:9.1f} "
-                          f"{t_new * 1e3:9.1f} {t_new / t_old:7.3f}"
+                        t_old = tuple(map(min, t_old, best(lambda: call(old), args.calls)))
+                        t_new = tuple(map(min, t_new, best(lambda: call(ops), args.calls)))
+                    # process CPU time: insensitive to time slicing, but with one thread only
+                    cpu = f"{t_new[1] / t_old[1]:11.3f}" if threads == 1 else " " * 11
+                    print(f"{size:>6} {kind:>8} {threads:>3} {op:>6} {t_old[0] * 1e3:9.1f} "
+                          f"{t_new[0] * 1e3:9.1f} {t_new[0] / t_old[0]:7.3f} {cpu}"
                           + ("" if same else "  BITS DIFFER"), flush=True)
 
 
