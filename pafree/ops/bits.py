@@ -316,7 +316,8 @@ def pasqrt_slope(x):
 # ------------------------------------------------------------ GEMM identities
 # What the PAM GEMMs (pafree/ops/gemm/) rely on to do a PAM, or an exact slope
 # times a PAM, in one or two integer ops per term. Each is tested against pam /
-# pam_slope in tests/test_bits_identities.py. Magnitudes below are ``bits & MAG``.
+# pam_slope in tests/test_bits_identities.py. Magnitudes below are ``bits & MAG``;
+# the bound checks (pam_surely_*, slope_bounds) take magnitudes and compute in int64.
 
 EXP = INF                               # the exponent field (the bits of inf)
 NOT_MANT = ~MANT                        # sign and exponent fields
