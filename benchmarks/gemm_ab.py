@@ -5,8 +5,8 @@
 Copies the revision's ``pafree/ops`` into a temporary package (``git archive``)
 and imports it beside this tree's ``pafree.ops``; then, per size (n^3), data
 kind and thread count, times the forward ``pam_matmul`` and both derivatives
-``pam_matmul_exact_grads`` of each side in alternating rounds (old, new, old,
-new, ...) and keeps each side's best: on a shared machine whose speed drifts,
+``pam_matmul_exact_grads`` of each side in alternating rounds (old, new, new,
+old, ...) and keeps each side's best: on a shared machine whose speed drifts,
 both sides see the same quiet moments. Prints the best wall times, new/old,
 for one thread also the ratio of best process CPU times, and checks that
 both sides give the same bits.
@@ -94,9 +94,15 @@ def main():
                         got_old, got_new = [got_old], [got_new]
                     same = all(map(same_bits, got_old, got_new))
                     t_old = t_new = (float("inf"), float("inf"))
-                    for _ in range(args.rounds):
-                        t_old = tuple(map(min, t_old, best(lambda: call(old), args.calls)))
-                        t_new = tuple(map(min, t_new, best(lambda: call(ops), args.calls)))
+                    for round_ in range(args.rounds):
+                        # which side goes first alternates too (the first of a pair was
+                        # seen to run a few percent apart on its own)
+                        for side in ((old, ops) if round_ % 2 == 0 else (ops, old)):
+                            t = best(lambda: call(side), args.calls)
+                            if side is old:
+                                t_old = tuple(map(min, t_old, t))
+                            else:
+                                t_new = tuple(map(min, t_new, t))
                     # process CPU time: insensitive to time slicing, but with one thread only
                     cpu = f"{t_new[1] / t_old[1]:11.3f}" if threads == 1 else " " * 11
                     print(f"{size:>6} {kind:>8} {threads:>3} {op:>6} {t_old[0] * 1e3:9.1f} "
