@@ -8,7 +8,8 @@ import numba
 import numpy as np
 import pytest
 
-from pafree.ops import bits, gemm, pam, pam_matmul, pam_matmul_exact_grads
+from pafree.ops import bits, pam, pam_matmul, pam_matmul_exact_grads
+from pafree.ops.gemm import host
 from pafree.ops.jit import KERNELS
 
 F32 = np.float32
@@ -209,9 +210,9 @@ def test_workspace_is_reused():
     rng = np.random.default_rng(9)
     a, b = data((64, 300), "fast", rng), data((300, 128), "fast", rng)
     pam_matmul(a, b)
-    buffers = [getattr(gemm._workspace, name) for name in ("a", "b")]
+    buffers = [getattr(host._workspace, name) for name in ("a", "b")]
     pam_matmul(a[:50, :200], b[:200, :100])
-    assert [getattr(gemm._workspace, name) for name in ("a", "b")] == buffers
+    assert [getattr(host._workspace, name) for name in ("a", "b")] == buffers
 
 
 def test_kernel_audit_finds_no_float_multiply():
@@ -223,8 +224,31 @@ def test_kernel_audit_finds_no_float_multiply():
     many = 4 * numba.config.NUMBA_NUM_THREADS
     pam_matmul(np.stack([a[:, :30]] * many), np.stack([b[:30]] * many))   # many small products
     pam_matmul_exact_grads(a[:, :20], b[:20], dy)
-    for name in ("pack", "pam_gemm_packed", "pam_gemm_batched", "exact_grad_a", "exact_grad_b"):
+    for name in ("pack_operands", "pam_gemm_packed", "pam_gemm_batched", "exact_grad_a",
+                 "exact_grad_b"):
         counts, forbidden = scan_dispatcher(KERNELS[name])
         assert forbidden == [], f"{name}: {forbidden[:3]}"
-        if name != "pack":                                    # packing only moves bits
+        if name != "pack_operands":                                    # packing only moves bits
             assert counts.get("asm float add", 0) > 0, name   # the scan sees the sums
+
+
+@pytest.mark.parametrize("shape_a,shape_b", [
+    ((7,), (7,)), ((7,), (7, 4)), ((5, 7), (7,)), ((5, 7), (7, 4)), ((7,), (2, 3, 7, 4)),
+    ((2, 1, 5, 7), (3, 7, 4)), ((1, 5, 7), (6, 1, 7, 4)), ((0, 5, 7), (7, 4)), ((5, 0), (0, 4)),
+    ((5, 7), (6, 4)), ((2, 5, 7), (3, 7, 4)), ((7,), (6,)), ((), (7,)), ((5, 7), ()),
+])
+def test_shape_rules_are_numpys(shape_a, shape_b):
+    """gemm.shapes.matmul_shapes: np.matmul's output shape, or a ValueError where it raises."""
+    from pafree.ops.gemm.shapes import matmul_shapes, size
+    try:
+        expect = np.matmul(np.ones(shape_a, F32), np.ones(shape_b, F32)).shape
+    except ValueError:
+        with pytest.raises(ValueError):
+            matmul_shapes(shape_a, shape_b, "test")
+        return
+    got = matmul_shapes(shape_a, shape_b, "test")
+    assert got.out_shape == expect
+    assert size(got.batch) * got.m * got.n == size(expect)
+    transposed = matmul_shapes(shape_a[:-2] + shape_a[:-3:-1] if len(shape_a) > 1 else shape_a,
+                               shape_b, "test", transpose_a=len(shape_a) > 1)
+    assert transposed == got

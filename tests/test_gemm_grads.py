@@ -1,6 +1,6 @@
 """Exact-derivative PAM GEMMs: bit-exact against sums of elementwise PAM slopes.
 
-The kernels (pafree/ops/gemm_grads.py) pick a fast, a masked or an exact loop
+The kernels (pafree/ops/gemm/grads.py) pick a fast, a masked or an exact loop
 per block from magnitude bounds; the tests below put values on every boundary
 of those choices (zeros, subnormals, underflow, overflow, inf, NaN, mantissa
 carries) and compare with the definition built from the elementwise
@@ -10,7 +10,8 @@ import numba
 import numpy as np
 import pytest
 
-from pafree.ops import bits, gemm_grads, pam, pam_matmul, pam_matmul_exact_grads, pam_slope
+from pafree.ops import bits, pam, pam_matmul, pam_matmul_exact_grads, pam_slope
+from pafree.ops.gemm import grads, tiles
 from test_gemm import EDGE, F32, SPECIAL, TWO, assert_same_bits, data, f32
 
 
@@ -71,16 +72,16 @@ def magnitude_bound(x, flush):
 
 
 @pytest.mark.parametrize("values,loop", [
-    (LOWEST_PRODUCT_MIN_NORMAL, gemm_grads.FAST),      # every term normal, the lowest 2**-126
-    (NEAR_UNDERFLOW, gemm_grads.MASKED),               # all normal, some terms underflow
-    (np.concatenate([NEAR_UNDERFLOW, FLUSHED]), gemm_grads.MASKED),    # and zeros, subnormals
-    (NEAR_OVERFLOW, gemm_grads.EXACT),                 # slopes 2**127, 2**128 (inf), overflow
-    (np.concatenate([EDGE, SPECIAL]), gemm_grads.EXACT),
+    (LOWEST_PRODUCT_MIN_NORMAL, tiles.FAST),      # every term normal, the lowest 2**-126
+    (NEAR_UNDERFLOW, tiles.MASKED),               # all normal, some terms underflow
+    (np.concatenate([NEAR_UNDERFLOW, FLUSHED]), tiles.MASKED),    # and zeros, subnormals
+    (NEAR_OVERFLOW, tiles.EXACT),                 # slopes 2**127, 2**128 (inf), overflow
+    (np.concatenate([EDGE, SPECIAL]), tiles.EXACT),
 ])
 def test_every_single_term_on_the_boundaries(values, loop):
     """Each output one term: every (dY, A, B) triple matches pam(dY, pam_slope(A, B))."""
     bounds = magnitude_bound(values, False), magnitude_bound(values, True)     # dY, slope bases
-    assert gemm_grads.tile_kind(*bounds) == loop
+    assert grads.derivative_path(*bounds) == loop
     a_values = np.concatenate([CARRY_A, values[:4]])
     with np.errstate(over="ignore", invalid="ignore"):
         a, b, dy, expect = single_terms(values, a_values, values)

@@ -31,5 +31,4 @@ def pad_slope(a, b):
     return pad_slope_a(a, b), pad_slope_b(a, b)  # noqa: F821  (generated above)
 
 
-from .gemm import pam_matmul  # noqa: E402
-from .gemm_grads import pam_matmul_exact_grads  # noqa: E402
+from .gemm import pam_matmul, pam_matmul_exact_grads  # noqa: E402

@@ -311,3 +311,119 @@ def pasqrt_slope(x):
     r = np.int32(0 if m == INF else r)
     nan = (m > INF) | ((x < 0) & (m >= MIN_NORMAL))
     return np.int32(QNAN if nan else r)
+
+
+# ------------------------------------------------------------ GEMM identities
+# What the PAM GEMMs (pafree/ops/gemm/) rely on to do a PAM, or an exact slope
+# times a PAM, in one or two integer ops per term. Each is tested against pam /
+# pam_slope in tests/test_bits_identities.py. Magnitudes below are ``bits & MAG``;
+# the bound checks (pam_surely_*, slope_bounds) take magnitudes and compute in int64.
+# inline="always" (inlined in Numba's IR, before LLVM sees the loop): called in the
+# GEMMs' innermost loops as ordinary calls, they left those loops 3x slower in the
+# process that compiled them (not when loaded from the disk cache).
+
+EXP = INF                               # the exponent field (the bits of inf)
+NOT_MANT = ~MANT                        # sign and exponent fields
+EXP_TOP = 1 << (MANT_BITS + EXP_BITS - 1)   # the exponent field's top bit
+INT32_MAX = 0x7FFFFFFF
+# |a| + |b| - ONE >= MIN_NORMAL, i.e. A ⊙ B does not flush, iff |b| > PAM_NORMAL_BASE - |a|
+PAM_NORMAL_BASE = ONE + MIN_NORMAL - 1  # 0x3FFFFFFF
+
+
+@register_jitable(inline="always")
+def flushed_magnitude(x):
+    """|x| as bits, 0 for zero and subnormal x (which every PA op treats as zero)."""
+    mag = np.int32(x & MAG)
+    return np.int32(mag if mag >= MIN_NORMAL else 0)
+
+
+@register_jitable(inline="always")
+def pam_threshold(a, offset):
+    """offset + t(a) such that, for finite a and b, A ⊙ B != 0 iff
+    ``offset + flushed_magnitude(b) > pam_threshold(a, offset)``.
+
+    t(a) = PAM_NORMAL_BASE - |a| (the product does not underflow), kept above
+    MIN_NORMAL - 1 so that a zero b (magnitude 0) fails the test, and INT32_MAX
+    for a zero or subnormal a. Branch-free on purpose (LLVM turns a select here
+    into a branch on a == 0, which mispredicts on gradients full of zeros).
+    """
+    mag = np.int32(a & MAG)
+    t = np.int32(max(np.int32(PAM_NORMAL_BASE - mag), np.int32(MIN_NORMAL - 1)) + offset)
+    tiny = np.int32(np.int32(mag - MIN_NORMAL) >> 31)       # -1 for zero/subnormal a
+    return np.int32(t | np.int32(tiny & INT32_MAX))
+
+
+@register_jitable(inline="always")
+def pam_bias(b):
+    """bits(b) - bits(1.0), wrapping: b pre-biased for ``pam_biased`` (the sign rides along)."""
+    return np.int32(b - ONE)
+
+
+@register_jitable(inline="always")
+def pam_biased(a, b_biased):
+    """A ⊙ B from a and pam_bias(b): one integer add, exact whenever A ⊙ B is a normal number
+    (not zero, not flushed, not overflowed); the carry-free add also xors the signs."""
+    return np.int32(a + b_biased)
+
+
+@register_jitable(inline="always")
+def pam_surely_normal(a_lo, b_lo):
+    """True when every A ⊙ B with |a| >= a_lo and |b| >= b_lo is nonzero (does not flush).
+    Int64 sums: any int32 magnitudes."""
+    a_lo = np.int64(a_lo)
+    b_lo = np.int64(b_lo)
+    return a_lo >= MIN_NORMAL and b_lo >= MIN_NORMAL and a_lo + b_lo - ONE >= MIN_NORMAL
+
+
+@register_jitable(inline="always")
+def pam_surely_finite(a_hi, b_hi):
+    """True when every A ⊙ B with |a| <= a_hi and |b| <= b_hi is finite (no inf, no NaN
+    operand, no overflow). Int64 sums: any int32 magnitudes."""
+    a_hi = np.int64(a_hi)
+    b_hi = np.int64(b_hi)
+    return a_hi < INF and b_hi < INF and a_hi + b_hi - ONE < INF
+
+
+@register_jitable(inline="always")
+def slope_base(b):
+    """b with zero and subnormal values flushed to signed zero: the base of pam_slope(., b)."""
+    return np.int32(b if (b & MAG) >= MIN_NORMAL else b & SIGN)
+
+
+@register_jitable(inline="always")
+def slope_carry(a):
+    """The mantissa field of a (0 for zero and subnormal a): what carries into the slope."""
+    return np.int32(a & MANT if (a & MAG) >= MIN_NORMAL else 0)
+
+
+@register_jitable(inline="always")
+def slope_bits(u):
+    """pam_slope(a, b) = slope_bits(slope_base(b) + slope_carry(a)) for any non-NaN a, b.
+
+    Adding M_A to B's bits carries into B's exponent exactly when M_A + M_B >= 1
+    (pam_carry); masking the mantissa leaves sign(B) * 2**(E_B + k). With
+    ``slope_carry(a) - ONE`` in the sum it gives ``pam_bias`` of the slope
+    instead (ONE's mantissa field is zero): the slope pre-biased for pam_biased.
+    """
+    return np.int32(u & NOT_MANT)
+
+
+@register_jitable(inline="always")
+def slope_magnitude(u):
+    """|pam_slope(a, b)| from u = slope_base(b) + slope_carry(a): u's exponent field."""
+    return np.int32(u & EXP)
+
+
+@register_jitable(inline="always")
+def slope_magnitude_biased(u):
+    """|pam_slope(a, b)| + MIN_NORMAL from u = slope_base(b) + slope_carry(a) - ONE, for
+    slopes below inf: u's exponent field is E_s - 127 mod 256, and flipping its top bit
+    gives E_s + 1."""
+    return np.int32(np.int32(u & EXP) ^ EXP_TOP)
+
+
+@register_jitable(inline="always")
+def slope_bounds(base_lo, base_hi):
+    """(lo, hi) bounds of |pam_slope(a, b)| over any a and the b whose flushed magnitudes
+    lie in [base_lo, base_hi]: 2**E_B times 1 or 2 (int64)."""
+    return np.int64(base_lo & EXP), np.int64(base_hi & EXP) + MIN_NORMAL

@@ -22,9 +22,10 @@ OPS_DIR = Path(__file__).resolve().parent
 
 
 def ops_source_stamp():
-    """sha256 over the sources of pafree/ops (the bit logic every kernel inlines)."""
+    """sha256 over the sources of pafree/ops and its packages (the bit logic and tile
+    machinery every kernel inlines)."""
     digest = hashlib.sha256()
-    for path in sorted(OPS_DIR.glob("*.py")):
+    for path in sorted(OPS_DIR.rglob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
