@@ -4,7 +4,8 @@ Three modules, one layer each:
 - ``kernels``: the device kernels (``cuda.jit``), each registered in ``KERNELS``
   with the signature the PTX audit compiles (pafree.audit.ptx);
 - ``layout``: host-side launch shapes and geometry (broadcast strides, index
-  positions, axis views, THE matmul shape rules ``matmul_shapes``);
+  positions, axis views; the matmul shape rules are pafree.ops.gemm.shapes, shared
+  with the CPU GEMM);
 - ``api``: the host functions, pafree.ops' names and arguments on device arrays
   (host data is copied to the device first); the elementwise PA ops among them
   are generated from pafree.ops.elementwise, the table the CPU side uses too.

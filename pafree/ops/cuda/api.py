@@ -14,12 +14,13 @@ from numba import cuda
 
 from .. import elementwise as elementwise_ops
 from ..cpu import float32_array, is_device_array
+from ..gemm.shapes import matmul_shapes, size
 from .kernels import (BINARY, FLOAT_BINARY, FLOAT_UNARY, UNARY, adamw_pa_kernel, exact_grad_a,
                       exact_grad_b, first_max_axis, floor_kernel, gather, isfinite_kernel,
                       max_axis, nonnegative_kernel, pam_gemm_small, pam_gemm_tiled, put_kernel,
                       scatter_add_kernel, sum_axis, take_kernel, where_kernel)
 from .layout import (SMALL_TILE, TILE, as_flat, axis_slices, axis_view, broadcast_geometry,
-                     broadcast_strides, device_geometry, flat_positions, launch, matmul_shapes,
+                     broadcast_strides, device_geometry, flat_positions, launch,
                      positions)
 
 
@@ -292,8 +293,8 @@ def matmul_operands(a, b, op, transpose_a=False, transpose_b=False):
                                       f"{shapes.batch_b} (only equal or one-sided)")
     a = swap_last_axes(a) if transpose_a else a
     b = swap_last_axes(b) if transpose_b else b
-    a3 = a.reshape(int(np.prod(shapes.batch_a, dtype=np.int64)), shapes.m, shapes.k).view(np.int32)
-    b3 = b.reshape(int(np.prod(shapes.batch_b, dtype=np.int64)), shapes.k, shapes.n).view(np.int32)
+    a3 = a.reshape(size(shapes.batch_a), shapes.m, shapes.k).view(np.int32)
+    b3 = b.reshape(size(shapes.batch_b), shapes.k, shapes.n).view(np.int32)
     return a3, b3, shapes
 
 
@@ -307,13 +308,13 @@ def pam_matmul(a, b, transpose_a=False, transpose_b=False):
     b = to_device(b, "pam_matmul")
     a3, b3, shapes = matmul_operands(a, b, "pam_matmul", transpose_a, transpose_b)
     m, n = shapes.m, shapes.n
-    nb = int(np.prod(shapes.batch, dtype=np.int64))
+    nb = size(shapes.batch)
     out = cuda.device_array((nb, m, n), np.float32)
     if out.size:
         kernel, tile = (pam_gemm_small, SMALL_TILE) if min(m, n) <= SMALL_TILE else (pam_gemm_tiled, TILE)
         grid = ((n + tile - 1) // tile, (m + tile - 1) // tile, nb)
         kernel[grid, (tile, tile)](a3, b3, out)
-    return out.reshape(shapes.out)
+    return out.reshape(shapes.out_shape)
 
 
 def pam_matmul_exact_grads(a, b, dy):
@@ -324,10 +325,10 @@ def pam_matmul_exact_grads(a, b, dy):
     b = to_device(b, "pam_matmul_exact_grads")
     dy = to_device(dy, "pam_matmul_exact_grads")
     a3, b3, shapes = matmul_operands(a, b, "pam_matmul_exact_grads")
-    if tuple(dy.shape) != shapes.out:
-        raise ValueError(f"pam_matmul_exact_grads: dy has shape {tuple(dy.shape)}, expected {shapes.out}")
+    if tuple(dy.shape) != shapes.out_shape:
+        raise ValueError(f"pam_matmul_exact_grads: dy has shape {tuple(dy.shape)}, expected {shapes.out_shape}")
     batch, m, k, n = shapes.batch, shapes.m, shapes.k, shapes.n
-    nb = int(np.prod(batch, dtype=np.int64))
+    nb = size(batch)
     dy3 = dy.reshape(nb, m, n).view(np.int32)
     da = cuda.device_array((nb, m, k), np.float32)
     db = cuda.device_array((nb, k, n), np.float32)

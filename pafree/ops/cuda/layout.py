@@ -1,9 +1,8 @@
 """CUDA layout and geometry, all on the host: launch shapes, broadcast strides, index positions,
-axis views and numpy's matmul shape rules. Integer work on shapes and indices only; the data
+axis views. Integer work on shapes and indices only; the data
 stay on the device (``device_geometry`` copies a small int64 table there once per key).
 """
 from functools import cache
-from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -92,40 +91,3 @@ def axis_slices(shape, sizes, axis):
     axis %= len(shape)
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     return [(slice(None),) * axis + (slice(starts[p], starts[p + 1]),) for p in range(len(sizes))]
-
-
-class MatmulShapes(NamedTuple):
-    """np.matmul's shapes for a (..., M, K) @ b (..., K, N), 1-D operands promoted."""
-    batch_a: tuple      # a's batch dimensions (those before M, K)
-    batch_b: tuple
-    batch: tuple        # the two broadcast together
-    m: int
-    k: int
-    n: int
-    out: tuple          # the result's shape (the promoted axes of 1-D operands removed)
-
-
-def matmul_shapes(shape_a, shape_b, op, transpose_a=False, transpose_b=False):
-    """THE shape logic of the CUDA matmuls: np.matmul's rules (1-D promotion, batch
-    broadcasting, the errors) on plain tuples, after swapping the last two axes of a
-    transposed operand (of 2-D and more: a 1-D operand stays as it is)."""
-    shape_a, shape_b = tuple(shape_a), tuple(shape_b)
-    if not shape_a or not shape_b:
-        raise ValueError(f"{op}: operands must have at least one dimension")
-    if transpose_a and len(shape_a) > 1:
-        shape_a = shape_a[:-2] + (shape_a[-1], shape_a[-2])
-    if transpose_b and len(shape_b) > 1:
-        shape_b = shape_b[:-2] + (shape_b[-1], shape_b[-2])
-    full_a = (1,) + shape_a if len(shape_a) == 1 else shape_a
-    full_b = shape_b + (1,) if len(shape_b) == 1 else shape_b
-    if full_a[-1] != full_b[-2]:
-        raise ValueError(f"{op}: shapes {shape_a} and {shape_b} do not align")
-    batch_a, batch_b = full_a[:-2], full_b[:-2]
-    batch = np.broadcast_shapes(batch_a, batch_b)
-    (m, k), n = full_a[-2:], full_b[-1]
-    out = batch + (m, n)
-    if len(shape_a) == 1:
-        out = out[:-2] + out[-1:]
-    if len(shape_b) == 1:
-        out = out[:-1]
-    return MatmulShapes(batch_a, batch_b, batch, m, k, n, out)
