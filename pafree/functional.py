@@ -290,6 +290,11 @@ def dropout(x, p, training, rng, derivative=None):
     if not training or p == 0:
         return _tensor(x)
     ar = _arith("other", derivative)
-    keep = rng.random(np.shape(x.data if isinstance(x, Tensor) else x), dtype=np.float32) >= p
+    # rng.random(dtype=float32) >= p without the sampler's float multiply: that sample is
+    # (u >> 8) * 2**-24 for u = the generator's next uint32, which integers() over the full
+    # uint32 range returns too; so keep <=> u >> 8 >= ceil(p * 2**24) (an exact exponent shift)
+    threshold = np.ceil(np.ldexp(np.float32(p), 24))
+    u = rng.integers(0, 2 ** 32, np.shape(x.data if isinstance(x, Tensor) else x), dtype=np.uint32)
+    keep = (u >> 8) >= threshold
     scale = ar.div(np.float32(1), np.float32(1) - np.float32(p))
     return ar.mul(x, where(keep, scale, np.float32(0)))

@@ -28,7 +28,8 @@ ALLOWED_FLOAT_UFUNCS = frozenset(getattr(np, name) for name in (
     "maximum", "minimum", "fmax", "fmin", "clip", "floor", "ceil", "trunc", "rint",
     "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
     "isnan", "isinf", "isfinite", "signbit", "logical_and", "logical_or", "logical_xor",
-    "logical_not", "conjugate"))
+    "logical_not", "conjugate",
+    "ldexp", "frexp", "nextafter", "spacing"))     # exact bit operations: exponent and ulp moves
 FLOAT_ADDS = frozenset((np.add, np.subtract))
 
 # numpy functions that multiply inside compiled code (or through scalar paths a ufunc
@@ -43,13 +44,28 @@ MULTIPLYING_METHODS = ("dot", "mean", "var", "std", "prod", "cumprod")
 MULTIPLYING_MODULES = ("numpy.linalg", "numpy.fft")
 
 
+_MULTIPLYING_IDS = frozenset(id(f) for f in MULTIPLYING_FUNCTIONS)
+
+
 def multiplying_function(func):
-    """True for numpy functions that multiply float data (linear algebra, FFT included)."""
-    return func in MULTIPLYING_FUNCTIONS or getattr(func, "__module__", None) in MULTIPLYING_MODULES
+    """True for numpy functions that multiply float data (linear algebra, FFT included).
+    By identity: the callable may be unhashable."""
+    return id(func) in _MULTIPLYING_IDS or getattr(func, "__module__", None) in MULTIPLYING_MODULES
 
 
 _recorder = None      # the active Recorder, or None when no audit runs
 _depth = 0            # > 0 while inside an already-recorded numpy function
+_quiet = 0            # > 0 while the audit does its own bookkeeping (not audited code)
+
+
+def quietly(fn, *args, **kwargs):
+    """Call ``fn`` as the audit's own work: the closed-world watch ignores what runs inside."""
+    global _quiet
+    _quiet += 1
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _quiet -= 1
 
 
 def activate(recorder):
@@ -97,7 +113,7 @@ def flat(args):
 
 def _record(op, values):
     if _recorder is not None and _depth == 0 and any(is_float(v) for v in values):
-        _recorder.add("dynamic", op, caller_location())
+        quietly(lambda: _recorder.add("dynamic", op, caller_location()))
         return True
     return False
 
@@ -117,7 +133,8 @@ class GuardedArray(np.ndarray):
                         values)
             elif (ufunc in FLOAT_ADDS and not _recorder.in_primitive
                   and any(is_float(v) for v in values)):
-                size = np.size(args[0]) - np.size(result) if method == "reduce" else np.size(result)
+                size = quietly(lambda: np.size(args[0]) - np.size(result) if method == "reduce"
+                               else np.size(result))
                 _recorder.float_adds += int(size)
         if out is not None:
             return out[0] if len(out) == 1 else out
@@ -240,7 +257,7 @@ def counting():
             if _recorder is None:
                 return out
             if not _recorder.in_primitive:
-                _recorder.count(op, np.size(out))
+                quietly(lambda: _recorder.count(op, np.size(out)))
             return guarded(out)
         return counted
 
@@ -255,8 +272,8 @@ def counting():
             finally:
                 recorder.in_primitive -= 1
             if name not in DATA_MOVEMENT:
-                elements, adds = _elements(name, args, params, out)
-                recorder.count(name, elements)
+                elements, adds = quietly(_elements, name, args, params, out)
+                quietly(recorder.count, name, elements)
                 recorder.float_adds += adds
             return guarded(out)
         return counted
