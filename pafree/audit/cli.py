@@ -48,6 +48,7 @@ def add_arguments(parser):
 def run(args):
     from .step import audit_training_step
     overrides = dict(args.set)
+    overrides["run_steps"] = overrides.pop("steps", None)     # the run's length, not --steps
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
     at = None if args.steps is not None else args.at

@@ -20,7 +20,7 @@ import types
 
 import numpy as np
 
-from .report import caller_location
+from .report import caller_location, reached_from
 
 # Float ufuncs that add, compare, copy or round but never multiply.
 ALLOWED_FLOAT_UFUNCS = frozenset(getattr(np, name) for name in (
@@ -111,9 +111,14 @@ def flat(args):
             yield a
 
 
+def _add_dynamic(op):
+    where = caller_location()
+    _recorder.add("dynamic", op, where, reached_from(where))
+
+
 def _record(op, values):
     if _recorder is not None and _depth == 0 and any(is_float(v) for v in values):
-        quietly(lambda: _recorder.add("dynamic", op, caller_location()))
+        quietly(_add_dynamic, op)
         return True
     return False
 

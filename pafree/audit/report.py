@@ -1,7 +1,9 @@
 """What an audit found: findings with their places, counts, and a verdict (text or JSON)."""
 import json
 import os
+import site
 import sys
+import sysconfig
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -26,6 +28,50 @@ def caller_location(frame=None):
             return f"{short_path(filename)}:{frame.f_lineno} in {frame.f_code.co_name}"
         frame = frame.f_back
     return "<unknown>"
+
+
+def _system_dirs():
+    paths = sysconfig.get_paths()
+    dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs.update(site.getsitepackages())
+    dirs.add(site.getusersitepackages())
+    return tuple(os.path.abspath(d) + os.sep for d in dirs)
+
+
+_SYSTEM = _system_dirs()
+
+
+def in_scope(filename):
+    """Project source, rewritten when the audit starts: a file outside the Python
+    installation and the audit package (any name: ``.py`` or not)."""
+    if filename.startswith("<"):
+        return False
+    path = os.path.abspath(filename)
+    return not path.startswith(_SYSTEM) and not path.startswith(_AUDIT)
+
+
+def in_project(place):
+    """True when a 'file:line ...' place (as short_path writes it) lies in project code."""
+    path = place.partition(":")[0]
+    return in_scope(path if os.path.isabs(path) or path.startswith("<")
+                    else os.path.join(_ROOT, path))
+
+
+def reached_from(place, detail=""):
+    """``detail``, with the project line that led there when ``place`` is in library code."""
+    if in_project(place):
+        return detail
+    caller = project_caller()
+    return f"{detail}   (reached from {caller})".strip() if caller else detail
+
+
+def project_caller():
+    """'file:line' of the innermost project frame on the stack ('' when none): the line
+    that led into library code where something was found."""
+    frame = sys._getframe(1)
+    while frame is not None and not in_scope(frame.f_code.co_filename):
+        frame = frame.f_back
+    return "" if frame is None else f"{short_path(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
 @dataclass

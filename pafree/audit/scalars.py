@@ -28,19 +28,18 @@ finding.
 import ast
 import builtins
 import copy
+import functools
 import gc
 import math
 import operator
 import os
-import site
 import sys
-import sysconfig
 import types
 
 import numpy as np
 
 from . import guard, world
-from .report import _AUDIT, short_path
+from .report import _AUDIT, in_scope, reached_from, short_path
 
 HOOK = "__pafree_audit__"     # module global the rewritten code calls
 
@@ -74,6 +73,7 @@ _FORBIDDEN_CALLS = {id(f): name for name, f in (
     + [("pow", builtins.pow), ("divmod", builtins.divmod), ("round(x, ndigits)", _round_ndigits)])}
 
 SITES = []       # site id -> (place, source text)
+TWINS = {}       # id(function Numba also compiles) -> its instrumented twin, while instrumented
 
 
 def _numeric(x):
@@ -87,8 +87,9 @@ def _describe(x):
 
 
 def _record(op, site):
+    """Record ``op`` at a site; in library code, with the project line that led there."""
     place, text = SITES[site]
-    guard.quietly(guard._recorder.add, "scalar", op, place, text)
+    guard.quietly(lambda: guard._recorder.add("scalar", op, place, reached_from(place, text)))
 
 
 def _check(op, operands, result, site, guard_sees=True):
@@ -190,6 +191,11 @@ class _Hook:
             return f
         if f is type:
             return world.audited_type
+        if world.runs_quietly(f):
+            return functools.partial(guard.quietly, f)
+        twin = TWINS.get(id(f))
+        if twin is not None:          # Numba compiles f's own code; Python runs the twin
+            return twin
         name = _FORBIDDEN_CALLS.get(id(f))
         verdict, judged = (world.CHECK, name) if name else world.judge(f)
         if verdict == world.PYTHON:
@@ -255,6 +261,7 @@ class _Rewriter(ast.NodeTransformer):
         self.source = source
         self.scope = ["<module>"]
         self.left_as_written = []    # (first, last) line of each function Numba compiles
+        self.jit_twins = []          # rewritten copies of those, for Python calls of them
 
     def _site(self, node):
         text = ast.get_source_segment(self.source, node) or ""
@@ -267,7 +274,13 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_FunctionDef(self, node):
         if _jit_decorated(node):   # Numba compiles this source: leave it exactly as written
-            self.left_as_written.append((node.decorator_list[0].lineno, node.end_lineno))
+            first = node.decorator_list[0]
+            self.left_as_written.append((first.lineno, node.end_lineno))
+            twin = copy.deepcopy(node)         # ... and rewrite a copy for Python's calls
+            twin.decorator_list = [ast.copy_location(ast.Name("_", ast.Load()), first)]
+            self.scope.append(node.name)
+            self.jit_twins.append(self.generic_visit(twin))
+            self.scope.pop()
             return node
         self.scope.append(node.name)
         self.generic_visit(node)
@@ -305,26 +318,6 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
 
-def _system_dirs():
-    paths = sysconfig.get_paths()
-    dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    dirs.update(site.getsitepackages())
-    dirs.add(site.getusersitepackages())
-    return tuple(os.path.abspath(d) + os.sep for d in dirs)
-
-
-_SYSTEM = _system_dirs()
-
-
-def in_scope(filename):
-    """Project source, rewritten when the audit starts: a file outside the Python
-    installation and the audit package (any name: ``.py`` or not)."""
-    if filename.startswith("<"):
-        return False
-    path = os.path.abspath(filename)
-    return not path.startswith(_SYSTEM) and not path.startswith(_AUDIT)
-
-
 def source_path(filename):
     """The file holding the source of code compiled as ``filename`` (frozen standard
     library modules, ``<frozen posixpath>``, through their module's file), or None."""
@@ -345,10 +338,11 @@ def _code_tree(code):
 
 
 def _rewritten_codes(filename):
-    """(pairs, covered) of a file: (original, rewritten) code pairs of every function, keyed
-    by name and line (several lambdas may share a line: the original code tells them apart),
-    and the rewritten code objects that really are rewritten (not the module's own code nor
-    functions left as written for Numba). OSError when the source cannot be read."""
+    """(pairs, covered, twins) of a file: (original, rewritten) code pairs of every function,
+    keyed by name and line (several lambdas may share a line: the original code tells them
+    apart); the rewritten code objects that really are rewritten (not the module's own code
+    nor functions left as written for Numba); and the rewritten code of the functions Numba
+    compiles, by name and line. OSError when the source cannot be read."""
     path = source_path(filename)
     if path is None:
         raise OSError(f"no source for {filename}")
@@ -364,7 +358,7 @@ def _rewritten_codes(filename):
     rewritten = rewriter.visit(tree)
     ast.fix_missing_locations(rewritten)
     new = compile(rewritten, filename, "exec", dont_inherit=True)
-    pairs, covered = {}, []
+    pairs, covered, twins = {}, [], {}
     # both trees hold the same functions in the same order: the rewriting adds none
     for old_code, new_code in zip(_code_tree(original), _code_tree(new)):
         key = (old_code.co_qualname, old_code.co_firstlineno)
@@ -374,8 +368,14 @@ def _rewritten_codes(filename):
         line = code.co_firstlineno
         if code is not new and not any(a <= line <= b for a, b in rewriter.left_as_written):
             covered.append(code)
-    _CACHE[filename] = (mtime, pairs, covered)
-    return pairs, covered
+    for node in rewriter.jit_twins:     # compiled alone: same name, first line and line numbers
+        module = ast.fix_missing_locations(ast.Module([node], []))
+        (code,) = [c for c in compile(module, filename, "exec", dont_inherit=True).co_consts
+                   if isinstance(c, types.CodeType)]
+        twins[(code.co_qualname, code.co_firstlineno)] = code
+        covered.extend(_code_tree(code))
+    _CACHE[filename] = (mtime, pairs, covered, twins)
+    return pairs, covered, twins
 
 
 def _numba_compiled_codes(objects):
@@ -393,7 +393,9 @@ class Instrumented:
 
     Project files are rewritten on entry; any other file when ``instrument_file`` is
     asked for it (the closed-world watch does, when it first sees the file's code run).
-    ``covers(code)`` says whether a code object is a rewritten one.
+    ``covers(code)`` says whether a code object is a rewritten one. A function Numba also
+    compiles (a kernel's ``py_func``, a ``register_jitable`` helper) keeps its own code, which
+    Numba reads; instrumented code that calls it from Python calls an instrumented twin.
     """
 
     def __enter__(self):
@@ -421,15 +423,23 @@ class Instrumented:
             return
         self.files.add(filename)
         try:
-            pairs, covered = _rewritten_codes(filename)
+            pairs, covered, twins = _rewritten_codes(filename)
         except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
             return
         self.codes.update(id(code) for code in covered)
         for f in self.functions.get(filename, ()):
             code = f.__code__
+            key = (code.co_qualname, code.co_firstlineno)
             if code in self.compiled:
+                new = twins.get(key)
+                if new is not None and len(new.co_freevars) == len(code.co_freevars):
+                    f.__globals__.setdefault(HOOK, _HOOK)
+                    twin = types.FunctionType(new, f.__globals__, f.__name__, f.__defaults__,
+                                              f.__closure__)
+                    twin.__kwdefaults__, twin.__qualname__ = f.__kwdefaults__, f.__qualname__
+                    TWINS[id(f)] = twin
                 continue
-            new = next((n for old, n in pairs.get((code.co_qualname, code.co_firstlineno), ())
+            new = next((n for old, n in pairs.get(key, ())
                         if old == code and len(n.co_freevars) == len(code.co_freevars)), None)
             if new is None:
                 if in_scope(filename):
@@ -443,4 +453,5 @@ class Instrumented:
     def __exit__(self, *exc):
         for f, code in self.replaced:
             f.__code__ = code
+        TWINS.clear()
         return False

@@ -179,20 +179,23 @@ def _summary(err):
 
 
 def audit_training_step(task="numbers", mode="pa", steps=1, at=None, evaluate=True,
-                        eval_examples=2, ptx=False, seed=0, **overrides):
+                        eval_examples=2, ptx=False, seed=0, run_steps=None, **overrides):
     """Audit training steps of ``task`` in ``mode`` and, with ``evaluate``, the evaluation
     pass with its decoding on ``eval_examples`` validation examples; returns a Report
     (``report.ok``, ``report.findings``, ``report.error``).
 
     ``at``: the step numbers to audit, each from the state a real run has there (see
     ``advance``; ``"schedule"`` for ``schedule_points``); else steps 0 to ``steps`` - 1.
-    ``overrides``: any setting ``pafree.train.build`` accepts (batch_size, d_model,
+    ``run_steps``: the length of the run (its ``steps`` setting: where the schedule is).
+    ``overrides``: any other setting ``pafree.train.build`` accepts (batch_size, d_model,
     component modes, ...). Settings errors raise ValueError; whatever the audited code
     raises is in ``report.error`` (the verdict: no verdict, exit status 3).
     """
     from .. import config, train
     from ..autograd import no_grad
 
+    if run_steps is not None:
+        overrides["steps"] = run_steps
     run = train.build(task, mode, seed, **overrides)
     points = schedule_points(run) if at == "schedule" else list(range(steps) if at is None else at)
     total = run.schedule.total

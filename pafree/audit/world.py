@@ -56,7 +56,8 @@ DATA_TYPES = frozenset(f"builtins.{n}" for n in (
     "numpy.random.bit_generator.BitGenerator", "collections.deque",
     "collections.OrderedDict", "collections.defaultdict", "functools.partial", "_thread.RLock", "_thread.lock",
     "contextvars.ContextVar", "weakref.ReferenceType", "_weakrefset.WeakSet",
-    "numpy.ndarray.flags", "numpy._core.multiarray.flagsobj"}
+    "numpy.ndarray.flags", "numpy._core.multiarray.flagsobj", "numpy.nditer", "numpy.broadcast",
+    "numpy._core._multiarray_umath._array_converter", "_multiprocessing.SemLock"}
 
 # Methods of float arrays and scalars that copy, select, compare, add or round exactly.
 FLOAT_METHODS = frozenset((
@@ -99,14 +100,16 @@ ALLOWED = frozenset(
     + [f"numpy.{n}" for n in (
         "empty", "empty_like", "zeros", "array", "asarray", "asanyarray", "ascontiguousarray",
         "asfortranarray", "concatenate", "copyto", "where", "result_type", "can_cast",
-        "promote_types", "min_scalar_type", "frombuffer", "count_nonzero", "shares_memory",
+        "promote_types", "min_scalar_type", "frombuffer", "count_nonzero",
+        "_core._multiarray_umath.count_nonzero", "lib.array_utils.normalize_axis_index", "shares_memory",
         "may_share_memory", "lexsort", "putmask", "packbits", "unpackbits", "datetime_data",
         "busday_count", "normalize_axis_index", "_reconstruct", "from_dlpack", "geterrobj",
         "seterrobj", "_get_promotion_state", "_set_promotion_state", "get_printoptions")]
     + ["numpy._core._multiarray_umath.normalize_axis_index",
        "numpy._core._multiarray_umath._make_extobj", "numpy._core._multiarray_umath._extobj_contextvar",
        "numpy.random.default_rng", "numpy.random._generator.Generator.integers",
-       "numpy.random._generator.Generator.permutation", "numpy.random._generator.Generator.shuffle",
+       "numpy.random._generator.Generator.permutation",
+       "numpy.random.bit_generator.generate_state", "numpy.random._generator.Generator.shuffle",
        "_abc._abc_instancecheck", "_abc._abc_subclasscheck", "_functools.reduce",
        "_functools.cmp_to_key", "itertools.chain", "itertools.product", "itertools.repeat",
        "itertools.islice", "itertools.count", "itertools.accumulate", "itertools.starmap",
@@ -130,6 +133,16 @@ CHECKED = frozenset(
 HIGHER_ORDER = frozenset(("builtins.map", "builtins.filter", "builtins.sorted", "builtins.min",
                           "builtins.max", "_functools.reduce", "functools.partial",
                           "itertools.starmap", "itertools.accumulate", "builtins.list.sort"))
+
+
+# Python functions of libraries that are runtime queries, run as the audit's own work:
+# Numba's thread count (a lock and a ctypes call into its thread pool).
+QUIET_PYTHON = frozenset(("numba.np.ufunc.parallel.get_num_threads",))
+
+
+def runs_quietly(f):
+    return (isinstance(f, types.FunctionType)
+            and f"{f.__module__}.{f.__qualname__}" in QUIET_PYTHON)
 
 
 def _owner(cls, name):
