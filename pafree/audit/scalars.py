@@ -378,14 +378,13 @@ def _rewritten_codes(filename):
     return pairs, covered, twins
 
 
-def _numba_compiled_codes(objects):
-    """Code objects Numba compiles from Python source: kernels' and register_jitable functions."""
+def _dispatcher_codes(objects):
+    """ids of the code objects Numba dispatchers hold (kernels' ``py_func``): Numba compiles
+    them, so they keep their code (functions under a Numba decorator in their source, the
+    ``register_jitable`` helpers among them, are known from the source)."""
     from numba.core.dispatcher import _DispatcherBase
-    from numba.core.typing.templates import builtin_registry
-    codes = {f.__code__ for f, _ in builtin_registry.globals if isinstance(f, types.FunctionType)}
-    codes.update(obj.py_func.__code__ for obj in objects
-                 if issubclass(type(obj), _DispatcherBase))   # type(): weak proxies may be dead
-    return codes
+    return {id(obj.py_func.__code__) for obj in objects
+            if issubclass(type(obj), _DispatcherBase)}   # type(): weak proxies may be dead
 
 
 class Instrumented:
@@ -400,7 +399,7 @@ class Instrumented:
 
     def __enter__(self):
         objects = gc.get_objects()
-        self.compiled = _numba_compiled_codes(objects)
+        self.compiled = _dispatcher_codes(objects)
         self.functions = {}       # filename -> live functions compiled from it
         for f in objects:
             if type(f) is types.FunctionType:
@@ -430,7 +429,7 @@ class Instrumented:
         for f in self.functions.get(filename, ()):
             code = f.__code__
             key = (code.co_qualname, code.co_firstlineno)
-            if code in self.compiled:
+            if id(code) in self.compiled or key in twins:
                 new = twins.get(key)
                 if new is not None and len(new.co_freevars) == len(code.co_freevars):
                     f.__globals__.setdefault(HOOK, _HOOK)

@@ -57,7 +57,9 @@ DATA_TYPES = frozenset(f"builtins.{n}" for n in (
     "collections.OrderedDict", "collections.defaultdict", "functools.partial", "_thread.RLock", "_thread.lock",
     "contextvars.ContextVar", "weakref.ReferenceType", "_weakrefset.WeakSet",
     "numpy.ndarray.flags", "numpy._core.multiarray.flagsobj", "numpy.nditer", "numpy.broadcast",
-    "numpy._core._multiarray_umath._array_converter", "_multiprocessing.SemLock"}
+    "numpy._core._multiarray_umath._array_converter", "_multiprocessing.SemLock"} | {
+    f"numpy.{t.__name__}" for t in set(np.sctypeDict.values())
+    if issubclass(t, np.generic) and not issubclass(t, np.inexact)}
 
 # Methods of float arrays and scalars that copy, select, compare, add or round exactly.
 FLOAT_METHODS = frozenset((
@@ -296,8 +298,11 @@ class Watch:
 
 
 def _trusted(code):
-    """The audit's own code, and the import machinery for modules already imported
-    (``from package import name`` runs it; a module's own code that runs is still a finding)."""
+    """The audit's own code; the import machinery for modules already imported (``from
+    package import name`` runs it; a module's own code that runs is still a finding); and
+    the methods ``dataclasses`` generates from strings (field assignment, comparison, repr:
+    no arithmetic; what they call, ``__post_init__`` or a default factory, is checked)."""
     filename = code.co_filename
-    return filename.startswith(_AUDIT) or filename.startswith("<frozen importlib")
+    return (filename.startswith(_AUDIT) or filename.startswith("<frozen importlib")
+            or filename == "<string>" and code.co_qualname.startswith("__create_fn__.<locals>."))
 
