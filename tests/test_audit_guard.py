@@ -1,5 +1,6 @@
 """The audit's dynamic layer (guarded arrays) and scalar layer (rewritten project code), on toy code."""
 import contextlib
+import copy
 import math
 
 import numpy as np
@@ -77,12 +78,19 @@ def test_multiplying_numpy_is_recorded(expr):
     assert rec.findings, "a multiplying numpy operation went unseen"
 
 
+def pause_then_multiply(x):
+    previous = guard.activate(None)              # recording paused: not recorded
+    x * 2
+    guard.activate(previous)
+    return x * 3                                 # recorded
+
+
 def test_nothing_is_recorded_without_an_active_recorder():
     x = guard.guarded(np.ones(3, np.float32))
     assert np.array_equal(x * 2, [2, 2, 2])
     with recording() as rec:
-        pass
-    assert not rec.findings
+        assert np.array_equal(pause_then_multiply(x), [3, 3, 3])
+    assert places(rec) == [f"{HERE}:{body_line(pause_then_multiply, 4)} in pause_then_multiply"]
 
 
 def test_numba_kernels_accept_guarded_arrays():
@@ -185,7 +193,7 @@ def test_numpy_on_plain_arrays_in_project_code_is_recorded():
     with recording(instrument=True) as rec:
         plain_numpy(np.ones(3, np.float32))
     assert sorted(f.op.split(" on ")[0] for f in rec.findings.values()) == [
-        "ndarray.dot", "numpy.exp", "numpy.multiply"]
+        "numpy.exp", "numpy.multiply", "numpy.ndarray.dot"]
 
 
 def test_code_is_restored_and_numba_compiled_functions_are_left_alone():
@@ -217,8 +225,10 @@ def test_primitive_counts_follow_the_work_done():
     rng = np.random.default_rng(1)
     x = Tensor(rng.normal(size=(m, k)).astype(np.float32), requires_grad=True)
     w = Tensor(rng.normal(size=(k, n)).astype(np.float32), requires_grad=True)
+    step = lambda a, b: (a @ b).sum().backward()      # noqa: E731
     with config.mode("pa"), Audit() as audit:
-        audit.run(lambda: (x @ w).sum().backward())
+        audit.rehearse(step, *copy.deepcopy((x, w)))  # numpy's Python code instrumented first
+        audit.run(step, x, w)
     rec = audit.recorder
     assert not rec.findings
     # forward x @ w, backward g @ w.T and x.T @ g: three GEMMs of m*k*n multiply-accumulates
