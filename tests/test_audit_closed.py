@@ -61,7 +61,7 @@ def base_class_descriptor(g):
 
 
 def library_helper_on_plain_arrays(g):
-    return scipy.special.logsumexp(g)                        # MUTATION
+    return scipy.special.softmax(g)                          # MUTATION
 
 
 def numpy_c_entry_point(g):
@@ -105,7 +105,7 @@ def cmath_root(x):
 
 
 def statistics_regression(x):
-    return statistics.linear_regression([1, 2, 3], [x, 2 * x, 3])   # MUTATION
+    return statistics.linear_regression([1, 2, 3], [x, x + x, 3.0])   # MUTATION
 
 
 def random_draw(x):
@@ -208,7 +208,7 @@ def _code_place(fn):
 # reached from)
 MUTATIONS = {
     "1 base-class descriptor": (base_class_descriptor, floats),
-    "1 scipy helper on plain arrays": (library_helper_on_plain_arrays, floats),
+    "1 scipy helper on plain arrays": (library_helper_on_plain_arrays, floats),   # np.asarray
     "1 numpy C entry point": (numpy_c_entry_point, floats),
     "2 float.__mul__": (explicit_float_dunder, lambda: 1.5),
     "2 x.__truediv__(y)": (bound_dunder, lambda: 1.5),
