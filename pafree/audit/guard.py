@@ -13,7 +13,8 @@ plain array; the arrays they allocate are guarded again at the pafree.ops and
 autograd-primitive boundaries, where ``counting`` also counts the work done.
 
 It cannot see arrays the code converts back to a plain ndarray (``np.asarray``)
-nor Python and numpy scalars: the scalar layer covers those in project code.
+nor Python and numpy scalars: the scalar layer covers those in rewritten code, and
+the closed-world watch (world.py) makes any code that is not rewritten a finding.
 """
 import contextlib
 import types
@@ -244,16 +245,27 @@ def _elements(name, args, params, out):
     return size, 0
 
 
+def registered_kernels():
+    """(name, kernel, install) for every registered CPU kernel of an autograd primitive,
+    ``install(fn)`` putting ``fn`` in its place: the one place the audit depends on the
+    registry's layout."""
+    from ..autograd import registry
+
+    def installer(prim):
+        return lambda fn: prim.kernels.__setitem__("cpu", fn)
+    return [(name, prim.kernels["cpu"], installer(prim))
+            for name, prim in registry.PRIMITIVES.items()]
+
+
 @contextlib.contextmanager
 def counting():
     """Count, into the active recorder, the primitives that run; guard what they return.
 
-    Wraps, for the duration, every autograd primitive's CPU kernel
-    (``pafree.autograd.registry.PRIMITIVES``) and the pafree.ops elementwise entry
-    points (``pafree.ops.cpu.unary``/``binary``, which every pafree.ops function
-    goes through); an ops call made by a primitive counts once, as the primitive.
+    Wraps, for the duration, every registered CPU kernel (``registered_kernels``) and the
+    pafree.ops elementwise entry points (``pafree.ops.cpu.unary``/``binary``, which every
+    pafree.ops function goes through); an ops call made by a primitive counts once, as
+    the primitive.
     """
-    from ..autograd import registry
     from ..ops import cpu
 
     def entry(fn):
@@ -284,13 +296,13 @@ def counting():
         return counted
 
     unary, binary = cpu.unary, cpu.binary
-    kernels = {name: prim.kernels["cpu"] for name, prim in registry.PRIMITIVES.items()}
+    kernels = registered_kernels()
     cpu.unary, cpu.binary = entry(unary), entry(binary)
-    for name, fn in kernels.items():
-        registry.PRIMITIVES[name].kernels["cpu"] = primitive(name, fn)
+    for name, fn, install in kernels:
+        install(primitive(name, fn))
     try:
         yield
     finally:
         cpu.unary, cpu.binary = unary, binary
-        for name, fn in kernels.items():
-            registry.PRIMITIVES[name].kernels["cpu"] = fn
+        for name, fn, install in kernels:
+            install(fn)
