@@ -178,6 +178,7 @@ def qualified_name(f):
 
 
 def _is_python_type(cls):
+    """A class defined by a class statement (a heap type), outside the numeric modules."""
     return bool(cls.__flags__ & (1 << 9)) and not cls.__module__.startswith(NUMERIC_MODULES)
 
 
@@ -204,12 +205,14 @@ def judge(f):
         if isinstance(f, Dispatcher):
             return ALLOW, f"numba kernel {f.py_func.__qualname__}"    # the static layer's
         return FORBID, f"Numba entry point outside Dispatcher.__call__ ({kind.__qualname__})"
-    if isinstance(f, type):
+    if isinstance(f, type):       # a class: its construction
         name = _type_name(f)
         if f.__module__.startswith(NUMERIC_MODULES):
             return FORBID, name
-        if _is_python_type(f) or name in DATA_TYPES or name in FLOAT_TYPES:
-            return PYTHON if _is_python_type(f) else ALLOW, name
+        if _is_python_type(f):
+            return PYTHON, name       # its __new__/__init__ run as checked Python code
+        if name in DATA_TYPES or name in FLOAT_TYPES:
+            return ALLOW, name        # a conversion or a container
         return FORBID, f"unknown C type {name}"
     implementation = getattr(f, "_implementation", None)      # numpy's array-function dispatcher
     if isinstance(implementation, types.FunctionType):
@@ -266,6 +269,13 @@ class Watch:
         recorder = guard._recorder
         if recorder is None or guard._quiet:
             return
+        try:
+            self._check(recorder, frame, event, arg)
+        except Exception as err:       # raising here would stop the watch: a finding instead
+            recorder.add("python", f"audit watch failed: {type(err).__name__}: {err}",
+                         f"{short_path(frame.f_code.co_filename)}:{frame.f_lineno}")
+
+    def _check(self, recorder, frame, event, arg):
         code = frame.f_code
         if event == "call":
             if self.instrumented.covers(code) or _trusted(code):
