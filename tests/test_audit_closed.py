@@ -226,7 +226,7 @@ MUTATIONS = {
     "4 generator made before": (generator_made_before, tuple, _code_place(_float_generator)),
     "4 dispatcher py_func": (dispatcher_py_func, lambda: 1.5,
                              lambda: mutation_line(_numba_multiply.py_func)),
-    "4 decorator named jit": (decorated_jit, lambda: 1.5, _code_place(_fake_jit)),
+    "4 decorator named jit": (decorated_jit, lambda: 1.5, lambda: mutation_line(_fake_jit)),
     "5 type(g) is np.ndarray": (type_test, floats),
     "7 cfunc pointer": (cfunc_pointer, lambda: 1.5),
     "7 overloads[sig].entry_point": (entry_point, lambda: 1.5),
@@ -264,6 +264,7 @@ def test_module_imported_inside_the_audited_region(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "pafree_audit_fresh", raising=False)
     with Audit() as audit:
         audit.run(imported_inside, "pafree_audit_fresh")
+    del sys.modules["pafree_audit_fresh"]
     report = audit.report()
     where = [f.where for f in report.findings]
     assert any(w.endswith("pafree_audit_fresh.py:1 <module>") for w in where), where
@@ -286,6 +287,7 @@ def test_file_edited_after_import_is_a_finding_when_its_code_runs(tmp_path, monk
     path = _module_file(tmp_path, "pafree_audit_edited", "def scale(x):\n    return x * 2.5\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module("pafree_audit_edited")
+    del sys.modules["pafree_audit_edited"]      # gone with the test: not left unmatched
     path.write_text("def scale(x):\n    return x + 2.5\n")
     os.utime(path, (1, 1))
     report = audited(calls_module_function, module)
