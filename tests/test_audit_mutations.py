@@ -13,7 +13,7 @@ from pafree.models import layers
 from pafree.ops import cpu, jit
 
 HERE = "tests/test_audit_mutations.py"
-AUDIT = ["audit", "--task", "digits", "--mode", "pa", "--batch-size", "8", "--json"]
+AUDIT = ["audit", "--task", "digits", "--mode", "pa", "--batch-size", "8", "--at", "0", "--json"]
 
 
 def audit_findings(capsys):

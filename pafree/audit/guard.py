@@ -13,14 +13,15 @@ plain array; the arrays they allocate are guarded again at the pafree.ops and
 autograd-primitive boundaries, where ``counting`` also counts the work done.
 
 It cannot see arrays the code converts back to a plain ndarray (``np.asarray``)
-nor Python and numpy scalars: the scalar layer covers those in project code.
+nor Python and numpy scalars: the scalar layer covers those in rewritten code, and
+the closed-world watch (world.py) makes any code that is not rewritten a finding.
 """
 import contextlib
 import types
 
 import numpy as np
 
-from .report import caller_location
+from .report import caller_location, reached_from
 
 # Float ufuncs that add, compare, copy or round but never multiply.
 ALLOWED_FLOAT_UFUNCS = frozenset(getattr(np, name) for name in (
@@ -28,7 +29,8 @@ ALLOWED_FLOAT_UFUNCS = frozenset(getattr(np, name) for name in (
     "maximum", "minimum", "fmax", "fmin", "clip", "floor", "ceil", "trunc", "rint",
     "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
     "isnan", "isinf", "isfinite", "signbit", "logical_and", "logical_or", "logical_xor",
-    "logical_not", "conjugate"))
+    "logical_not", "conjugate",
+    "ldexp", "frexp", "nextafter", "spacing"))     # exact bit operations: exponent and ulp moves
 FLOAT_ADDS = frozenset((np.add, np.subtract))
 
 # numpy functions that multiply inside compiled code (or through scalar paths a ufunc
@@ -43,13 +45,28 @@ MULTIPLYING_METHODS = ("dot", "mean", "var", "std", "prod", "cumprod")
 MULTIPLYING_MODULES = ("numpy.linalg", "numpy.fft")
 
 
+_MULTIPLYING_IDS = frozenset(id(f) for f in MULTIPLYING_FUNCTIONS)
+
+
 def multiplying_function(func):
-    """True for numpy functions that multiply float data (linear algebra, FFT included)."""
-    return func in MULTIPLYING_FUNCTIONS or getattr(func, "__module__", None) in MULTIPLYING_MODULES
+    """True for numpy functions that multiply float data (linear algebra, FFT included).
+    By identity: the callable may be unhashable."""
+    return id(func) in _MULTIPLYING_IDS or getattr(func, "__module__", None) in MULTIPLYING_MODULES
 
 
 _recorder = None      # the active Recorder, or None when no audit runs
 _depth = 0            # > 0 while inside an already-recorded numpy function
+_quiet = 0            # > 0 while the audit does its own bookkeeping (not audited code)
+
+
+def quietly(fn, *args, **kwargs):
+    """Call ``fn`` as the audit's own work: the closed-world watch ignores what runs inside."""
+    global _quiet
+    _quiet += 1
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _quiet -= 1
 
 
 def activate(recorder):
@@ -95,9 +112,14 @@ def flat(args):
             yield a
 
 
+def _add_dynamic(op):
+    where = caller_location()
+    _recorder.add("dynamic", op, where, reached_from(where))
+
+
 def _record(op, values):
     if _recorder is not None and _depth == 0 and any(is_float(v) for v in values):
-        _recorder.add("dynamic", op, caller_location())
+        quietly(_add_dynamic, op)
         return True
     return False
 
@@ -117,7 +139,8 @@ class GuardedArray(np.ndarray):
                         values)
             elif (ufunc in FLOAT_ADDS and not _recorder.in_primitive
                   and any(is_float(v) for v in values)):
-                size = np.size(args[0]) - np.size(result) if method == "reduce" else np.size(result)
+                size = quietly(lambda: np.size(args[0]) - np.size(result) if method == "reduce"
+                               else np.size(result))
                 _recorder.float_adds += int(size)
         if out is not None:
             return out[0] if len(out) == 1 else out
@@ -222,16 +245,29 @@ def _elements(name, args, params, out):
     return size, 0
 
 
+def registered_kernels():
+    """(name, kernel, install) for every registered CPU kernel (the primitives among them;
+    not the optimizer's fused in-place updates, which return nothing to guard),
+    ``install(fn)`` putting ``fn`` in its place: the one place the audit depends on the
+    registry's layout."""
+    from ..autograd import registry
+    fused_updates = (registry.adamw_pa, registry.adamw_standard)
+
+    def installer(kernel):
+        return lambda fn: kernel.kernels.__setitem__("cpu", fn)
+    return [(name, kernel.kernels["cpu"], installer(kernel))
+            for name, kernel in registry.KERNELS.items() if kernel not in fused_updates]
+
+
 @contextlib.contextmanager
 def counting():
     """Count, into the active recorder, the primitives that run; guard what they return.
 
-    Wraps, for the duration, every registry kernel's CPU implementation
-    (``pafree.autograd.registry.KERNELS``, the primitives among them) and the pafree.ops elementwise entry
-    points (``pafree.ops.cpu.unary``/``binary``, which every pafree.ops function
-    goes through); an ops call made by a primitive counts once, as the primitive.
+    Wraps, for the duration, every registered CPU kernel (``registered_kernels``) and the
+    pafree.ops elementwise entry points (``pafree.ops.cpu.unary``/``binary``, which every
+    pafree.ops function goes through); an ops call made by a primitive counts once, as
+    the primitive.
     """
-    from ..autograd import registry
     from ..ops import cpu
 
     def entry(fn):
@@ -240,7 +276,7 @@ def counting():
             if _recorder is None:
                 return out
             if not _recorder.in_primitive:
-                _recorder.count(op, np.size(out))
+                quietly(lambda: _recorder.count(op, np.size(out)))
             return guarded(out)
         return counted
 
@@ -255,22 +291,20 @@ def counting():
             finally:
                 recorder.in_primitive -= 1
             if name not in DATA_MOVEMENT:
-                elements, adds = _elements(name, args, params, out)
-                recorder.count(name, elements)
+                elements, adds = quietly(_elements, name, args, params, out)
+                quietly(recorder.count, name, elements)
                 recorder.float_adds += adds
             return guarded(out)
         return counted
 
     unary, binary = cpu.unary, cpu.binary
-    fused_updates = (registry.adamw_pa, registry.adamw_standard)   # in place, nothing to guard:
-    kernels = {name: kernel.kernels["cpu"] for name, kernel in registry.KERNELS.items()  # not
-               if kernel not in fused_updates}                                        # counted
+    kernels = registered_kernels()
     cpu.unary, cpu.binary = entry(unary), entry(binary)
-    for name, fn in kernels.items():
-        registry.KERNELS[name].kernels["cpu"] = primitive(name, fn)
+    for name, fn, install in kernels:
+        install(primitive(name, fn))
     try:
         yield
     finally:
         cpu.unary, cpu.binary = unary, binary
-        for name, fn in kernels.items():
-            registry.KERNELS[name].kernels["cpu"] = fn
+        for name, fn, install in kernels:
+            install(fn)

@@ -62,6 +62,35 @@ ASM_FLOAT_ADD = re.compile(rf"^v?(?:add|sub){_FP}$")
 ASM_INT_ADD = re.compile(r"^(?:add[bwlq]?|sub[bwlq]?|inc[bwlq]?|dec[bwlq]?|adc[bwlq]?|v?padd\w+|v?psub\w+)$")
 _PREFIX = r"(?:lock|rep\w*|data16|addr32|[c-gs]s|notrack|bnd|xacquire|xrelease|rex\S*|\{\w+\})"
 ASM_INSTRUCTION = re.compile(rf"^\s+(?:{_PREFIX}\s+)*([a-z][a-z0-9]*|\(bad\))", re.M)
+# What a kernel's code may call: LLVM intrinsics that move data or do integer, compare or
+# exact float work, and Numba's runtime and the CPython API its Python wrapper uses
+# (argument unpacking, reference counts, errors, threads for parallel kernels). Any other
+# callee (BLAS: numba_xxgemm, cblas_*; libm: sqrtf, expf; a ctypes or cfunc pointer) is a
+# finding, and so is an indirect call, but for the one Numba's wrapper makes to rebuild a
+# dynamic exception (a function pointer read from its exception-info struct).
+ALLOWED_INTRINSIC = re.compile(
+    r"llvm\.(?:memset|memcpy|memmove|lifetime\.(?:start|end)|assume|expect|"
+    r"experimental\.noalias\.scope\.decl|[su](?:min|max)|abs|fabs|copysign|minnum|maxnum|"
+    r"minimum|maximum|floor|ceil|trunc|rint|nearbyint|round|roundeven|ctpop|ctlz|cttz|bswap|"
+    r"bitreverse|fsh[lr]|[su](?:add|sub|mul)\.with\.overflow|[su](?:add|sub)\.sat|"
+    r"masked\.(?:gather|scatter|load|store)|x86\.atomic\.\w+|"
+    r"vector\.reduce\.(?:add|and|or|xor|[su]max|[su]min|fmax|fmin)|stacksave|stackrestore|"
+    r"prefetch|dbg\.\w+)(?:\.\w+)*")
+ALLOWED_RUNTIME = re.compile(
+    r"NRT_\w+|numba_(?:gil_ensure|gil_release|unpickle|do_raise|runtime_build_excinfo_struct|"
+    r"attempt_nocopy_reshape|parallel_for|extract_record_data|get_np_random_state|fatal_error)|"
+    r"get_num_threads|set_num_threads|get_parallel_chunksize|set_parallel_chunksize|"
+    r"get_sched_size|allocate_sched|deallocate_sched|do_scheduling_(?:un)?signed|get_thread_id|"
+    r"printf|puts|memset|memcpy|memmove|PyExc_\w+|_Py_(?:NoneStruct|TrueStruct|FalseStruct)|"
+    r"Py_(?:IncRef|DecRef)|PyArg_UnpackTuple|PyEval_(?:SaveThread|RestoreThread)|"
+    r"PyErr_(?:SetString|SetNone|Clear|Occurred|Format|WriteUnraisable|Fetch|Restore|"
+    r"NoMemory)|PyUnicode_FromString|PyBytes_FromStringAndSize|PyNumber_(?:Long|Float|Index)|"
+    r"PyLong_(?:AsLongLong|AsUnsignedLongLong|FromLongLong|FromUnsignedLongLong|FromSsize_t|"
+    r"AsSsize_t)|PyFloat_(?:AsDouble|FromDouble)|PyBool_FromLong|PyTuple_(?:Size|GetItem|New|"
+    r"Pack)|PyObject_(?:GetAttrString|IsTrue|Hash|Str)|PyList_\w+|PyGILState_\w+")
+IR_CALL = re.compile(r"\b(?:call|invoke)\b[^@%(]*?(?:\([^)]*\)\*?\s*)?([@%][-\w.$\"]+)\(")
+IR_DEFINED = re.compile(r'^define[^@]*@("[^"]+"|[-\w.$]+)', re.M)
+EXCINFO_POINTER = re.compile(r"=\s*extractvalue\s*\{ ptr, i32, ptr, ptr, i32 \} %\S+, 3$")
 OBJDUMP = shutil.which("objdump")
 OBJDUMP_LINE = re.compile(r"^\s*[0-9a-f]+:\t(.+)$", re.M)    # "  1f:\tvaddps %ymm1,%ymm2,%ymm3"
 
@@ -84,6 +113,40 @@ def scan_ir(ir):
             elif op in IR_INT_MUL:
                 counts["ir int mul/div"] += 1
     return forbidden, counts
+
+
+def scan_calls(ir):
+    """(offending lines, number of calls) of the call instructions of an LLVM IR module:
+    each callee must be defined in the module, an allowed intrinsic or runtime function."""
+    defined = {name.strip('"') for name in IR_DEFINED.findall(ir)}
+    definitions, offending, calls = {}, [], 0
+    for line in ir.splitlines():
+        line = line.strip()
+        if line.startswith("%") and "=" in line:
+            definitions[line.split("=", 1)[0].strip()] = line
+        match = None if line.startswith("declare") else IR_CALL.search(line)
+        if match is None:
+            continue
+        calls += 1
+        callee = match.group(1)
+        name = callee[1:].strip('"')
+        if callee.startswith("%"):
+            if not EXCINFO_POINTER.search(definitions.get(callee, "")):
+                offending.append(f"indirect call: {line}")
+        elif not (name in defined or ALLOWED_INTRINSIC.fullmatch(name)
+                  or ALLOWED_RUNTIME.fullmatch(name)):
+            offending.append(f"call to {name}: {line}")
+    return offending, calls
+
+
+def undefined_symbols(elf):
+    """The external symbols an ELF object refers to (what its machine code can reach)."""
+    with tempfile.NamedTemporaryFile(suffix=".o") as file:
+        file.write(elf)
+        file.flush()
+        table = subprocess.run([OBJDUMP, "-t", file.name], capture_output=True, text=True,
+                               check=True).stdout
+    return sorted({line.split()[-1] for line in table.splitlines() if "*UND*" in line})
 
 
 def scan_asm(asm):
@@ -148,7 +211,9 @@ def _texts(dispatcher, signature):
         source, ir = "compiled here", dispatcher.inspect_llvm(signature)
         elf = getattr(library, "_compiled_object", None)
     if elf is not None and OBJDUMP:
-        return f"{source} (IR+object code)", [("IR", ir), ("object asm", disassemble(elf))]
+        external = "\n".join(undefined_symbols(elf))
+        return f"{source} (IR+object code)", [("IR", ir), ("object asm", disassemble(elf)),
+                                               ("object symbols", external)]
     if source == "compiled here":
         return "compiled here (IR+asm)", [("IR", ir), ("asm", dispatcher.inspect_asm(signature))]
     twin = numba.jit(**dispatcher.targetoptions)(dispatcher.py_func)
@@ -174,8 +239,16 @@ def scan_dispatcher(dispatcher):
         source, texts = _texts(dispatcher, signature)
         counts[f"sigs {source}"] += 1
         for label, text in texts:
-            found, found_counts = (scan_ir if label == "IR" else scan_asm)(text)
-            counts.update(found_counts)
+            if label == "object symbols":
+                found = [f"external symbol {name}" for name in text.split()
+                         if not ALLOWED_RUNTIME.fullmatch(name)]
+            else:
+                found, found_counts = (scan_ir if label == "IR" else scan_asm)(text)
+                counts.update(found_counts)
+            if label == "IR":
+                calls, n = scan_calls(text)
+                counts["ir calls"] += n
+                found += [c for c in calls if c.split(": ", 1)[1] not in found]
             forbidden += [f"{signature} {label}: {line}" for line in found]
     counts["forbidden"] = len(forbidden)
     return dict(counts), forbidden

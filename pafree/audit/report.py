@@ -1,7 +1,9 @@
 """What an audit found: findings with their places, counts, and a verdict (text or JSON)."""
 import json
 import os
+import site
 import sys
+import sysconfig
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -28,9 +30,53 @@ def caller_location(frame=None):
     return "<unknown>"
 
 
+def _system_dirs():
+    paths = sysconfig.get_paths()
+    dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs.update(site.getsitepackages())
+    dirs.add(site.getusersitepackages())
+    return tuple(os.path.abspath(d) + os.sep for d in dirs)
+
+
+_SYSTEM = _system_dirs()
+
+
+def in_scope(filename):
+    """Project source, rewritten when the audit starts: a file outside the Python
+    installation and the audit package (any name: ``.py`` or not)."""
+    if filename.startswith("<"):
+        return False
+    path = os.path.abspath(filename)
+    return not path.startswith(_SYSTEM) and not path.startswith(_AUDIT)
+
+
+def in_project(place):
+    """True when a 'file:line ...' place (as short_path writes it) lies in project code."""
+    path = place.partition(":")[0]
+    return in_scope(path if os.path.isabs(path) or path.startswith("<")
+                    else os.path.join(_ROOT, path))
+
+
+def reached_from(place, detail=""):
+    """``detail``, with the project line that led there when ``place`` is in library code."""
+    if in_project(place):
+        return detail
+    caller = project_caller()
+    return f"{detail}   (reached from {caller})".strip() if caller else detail
+
+
+def project_caller():
+    """'file:line' of the innermost project frame on the stack ('' when none): the line
+    that led into library code where something was found."""
+    frame = sys._getframe(1)
+    while frame is not None and not in_scope(frame.f_code.co_filename):
+        frame = frame.f_back
+    return "" if frame is None else f"{short_path(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
 @dataclass
 class Finding:
-    layer: str        # "static", "dynamic" or "scalar"
+    layer: str        # "static", "dynamic", "scalar" or "python" (the closed-world watch)
     op: str           # what multiplied, e.g. "numpy multiply (float32)", "python float *"
     where: str        # "file:line in function", or the kernel and its signature
     detail: str = ""  # the source text or the offending instruction
@@ -79,10 +125,17 @@ class Report:
     instrumented_functions: int
     guarded_arrays: int
     notes: list = field(default_factory=list)
+    error: str = ""   # what the audited code raised ("" when it ran to the end)
+    at: list = field(default_factory=list)   # the step numbers audited
 
     @property
     def ok(self):
-        return not self.findings
+        return not self.findings and not self.error
+
+    @property
+    def exit_status(self):
+        """0 clean, 1 forbidden float arithmetic found, 3 the audited code raised."""
+        return 3 if self.error else 0 if self.ok else 1
 
     def to_dict(self):
         data = asdict(self)
@@ -93,7 +146,8 @@ class Report:
         return json.dumps(self.to_dict(), indent=2)
 
     def to_text(self):
-        lines = [f"pafree audit: task={self.task} mode={self.mode} steps={self.steps}", ""]
+        at = f" at={','.join(map(str, self.at))}" if self.at else ""
+        lines = [f"pafree audit: task={self.task} mode={self.mode} steps={self.steps}{at}", ""]
         lines.append("Primitives that ran (calls, elements):")
         for name, (calls, elements) in sorted(self.primitives.items()):
             lines.append(f"  {name:<14} {calls:>7} calls  {_human(elements):>8} elements")
@@ -110,16 +164,18 @@ class Report:
         for note in self.notes:
             lines.append(f"Note: {note}")
         lines.append("")
-        if self.ok:
+        total = sum(f.count for f in self.findings)
+        if self.error:
+            lines.append(f"VERDICT: NONE - the audited code raised {self.error}")
+        elif self.ok:
             lines.append("VERDICT: CLEAN - no float multiply, divide, fma, sqrt, exp, log "
                          "or pow executed.")
         else:
-            total = sum(f.count for f in self.findings)
             lines.append(f"VERDICT: FAILED - {len(self.findings)} place(s), {total} event(s) "
-                         f"of forbidden float arithmetic:")
-            for f in self.findings:
-                detail = f"   {f.detail}" if f.detail else ""
-                lines.append(f"  [{f.layer}] {f.op} x{f.count} at {f.where}{detail}")
+                         f"of forbidden float arithmetic or unchecked code:")
+        for f in self.findings:
+            detail = f"   {f.detail}" if f.detail else ""
+            lines.append(f"  [{f.layer}] {f.op} x{f.count} at {f.where}{detail}")
         return "\n".join(lines)
 
 

@@ -15,30 +15,31 @@ The rewritten code replaces ``function.__code__`` of every live function object
 (and closures made during the step come from rewritten code), and the original
 code is put back afterwards. Line numbers are kept, so findings name the line.
 
-Reach, honestly: only Python source the audit can read and match to the
-loaded code; not code Numba compiles (kernels, ``register_jitable`` helpers:
-the static layer scans those), not code built at run time from strings
-(``exec``, dataclass-generated methods), not C extensions or library code
-(the dynamic layer follows guarded arrays into numpy's Python code). An
-operation on a Tensor is not itself arithmetic here: its operator methods are
-project code and are checked in turn.
+Project files are rewritten when the audit starts; any other file (numpy's
+Python functions, the standard library, frozen modules through their source)
+when the closed-world watch (world.py) first sees its code run. Code without
+source the audit can read and match (``exec`` strings, dataclass-generated
+methods, files edited since import, Numba-held ``py_func``) is never
+instrumented: when it runs, the watch reports it. An operation on a Tensor is
+not itself arithmetic here: its operator methods are Python code, checked in
+turn; an operator on another type whose implementation is C (``Decimal``) is a
+finding.
 """
 import ast
 import builtins
 import copy
+import functools
 import gc
 import math
 import operator
 import os
-import site
-import statistics
-import sysconfig
+import sys
 import types
 
 import numpy as np
 
-from . import guard
-from .report import _AUDIT, short_path
+from . import guard, world
+from .report import _AUDIT, in_scope, reached_from, short_path
 
 HOOK = "__pafree_audit__"     # module global the rewritten code calls
 
@@ -63,18 +64,16 @@ def _round_ndigits(x, ndigits=None):
 _FORBIDDEN_CALLS = {id(f): name for name, f in (
     [(f"math.{n}", getattr(math, n)) for n in (
         "sqrt", "cbrt", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "pow", "prod",
-        "hypot", "dist", "fmod", "remainder", "ldexp", "sin", "cos", "tan", "asin", "acos",
+        "hypot", "dist", "fmod", "remainder", "sin", "cos", "tan", "asin", "acos",
         "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "erf", "erfc",
         "gamma", "lgamma", "degrees", "radians", "sumprod") if hasattr(math, n)]
     + [(f"operator.{n}", getattr(operator, n)) for n in (
         "mul", "truediv", "floordiv", "mod", "pow", "matmul",
         "imul", "itruediv", "ifloordiv", "imod", "ipow", "imatmul")]
-    + [(f"statistics.{n}", getattr(statistics, n)) for n in (
-        "mean", "fmean", "geometric_mean", "harmonic_mean", "median", "pstdev", "pvariance",
-        "stdev", "variance")]
     + [("pow", builtins.pow), ("divmod", builtins.divmod), ("round(x, ndigits)", _round_ndigits)])}
 
 SITES = []       # site id -> (place, source text)
+TWINS = {}       # id(function Numba also compiles) -> its instrumented twin, while instrumented
 
 
 def _numeric(x):
@@ -87,21 +86,82 @@ def _describe(x):
     return type(x).__name__
 
 
-def _check(op, operands, result, site, arithmetic):
-    """Record ``op`` at ``site`` if a float took part (guarded arrays are the dynamic layer's).
+def _record(op, site):
+    """Record ``op`` at a site; in library code, with the project line that led there."""
+    place, text = SITES[site]
+    guard.quietly(lambda: guard._recorder.add("scalar", op, place, reached_from(place, text)))
+
+
+def _check(op, operands, result, site, guard_sees=True):
+    """Record ``op`` at ``site`` if a float took part.
 
     A float took part when a numeric operand is a float, or a numeric operand gave a
-    float result (``1 / 2``, ``math.sqrt(4)``).
+    float result (``1 / 2``, ``math.sqrt(4)``). Guarded arrays are left to the dynamic
+    layer where it sees the operation (``guard_sees``), and so is the work inside a
+    numpy function it already recorded.
     """
-    if arithmetic and not all(_numeric(v) for v in operands):
-        return          # str % args, list * n, Tensor * x: not float arithmetic by itself
+    if guard._depth:
+        return
     numbers = [v for v in guard.flat(operands) if _numeric(v)]
-    if any(isinstance(v, guard.GuardedArray) for v in numbers + [result]):
+    if guard_sees and any(isinstance(v, guard.GuardedArray) for v in numbers + [result]):
         return
     if any(guard.is_float(v) for v in numbers) or (numbers and guard.is_float(result)):
-        place, text = SITES[site]
-        kinds = ", ".join(_describe(v) for v in numbers)
-        guard._recorder.add("scalar", f"{op} on {kinds}", place, text)
+        _record(f"{op} on {', '.join(_describe(v) for v in numbers)}", site)
+
+
+# Operands of * / % ... that repeat or format (list * n, "%d" % n): not arithmetic.
+_SEQUENCES = (str, bytes, bytearray, list, tuple)
+_DUNDERS = {"*": "mul", "/": "truediv", "//": "floordiv", "%": "mod", "**": "pow", "@": "matmul"}
+
+
+def _python_operator(kind, sym):
+    """True when Python code implements ``sym`` for ``kind`` (checked as it runs)."""
+    name = _DUNDERS[sym.rstrip("=")]
+    return any(isinstance(getattr(kind, f"__{p}{name}__", None), types.FunctionType)
+               for p in ("", "r", "i"))
+
+
+def _check_operator(sym, operands, result, site):
+    """An operator on numbers is checked for floats; on other objects its implementation
+    must be Python code (a Tensor's) or sequence repetition/formatting, else a C type
+    multiplies out of sight (``Decimal``) and that is a finding."""
+    others = [type(v) for v in operands if not _numeric(v)]
+    if not others:
+        _check(sym, operands, result, site)
+    elif not all(issubclass(k, _SEQUENCES) for k in others) and not any(
+            _python_operator(k, sym) for k in others):
+        _record(f"{sym} on {', '.join(type(v).__name__ for v in operands)} "
+                f"(a C implementation)", site)
+
+
+_SYMBOLS = {"mul": "*", "truediv": "/", "floordiv": "//", "mod": "%", "pow": "**",
+            "matmul": "@", "divmod": "//"}
+
+
+def _operator_symbol(name):
+    """The operator a callable named like ``_operator.imul`` or ``float.__rtruediv__`` computes."""
+    base = name.rpartition(".")[2]
+    if base.startswith("__"):
+        base, prefix = base.strip("_"), "ri"
+    elif name.startswith("_operator."):
+        prefix = "i"
+    else:
+        return None
+    if base[:1] in prefix and base[1:] in _SYMBOLS:
+        base = base[1:]
+    return _SYMBOLS.get(base)
+
+
+def _callables_passed(args, kwargs):
+    """Names of the C callables among the arguments that are not allowed (operator.mul
+    handed to map or functools.reduce: C code calls it where no hook sees it)."""
+    names = []
+    for value in list(args) + list(kwargs.values()):
+        if callable(value) and not isinstance(value, type):
+            verdict, name = world.judge(value)
+            if verdict in (world.CHECK, world.FORBID):
+                names.append(name)
+    return names
 
 
 class _Hook:
@@ -110,54 +170,63 @@ class _Hook:
     @staticmethod
     def binop(sym, a, b, site):
         result = _BINARY[sym](a, b)
-        if guard._recorder is not None:
-            _check(sym, (a, b), result, site, arithmetic=True)
+        if guard._recorder is not None and not guard._quiet:
+            _check_operator(sym, (a, b), result, site)
         return result
 
     @staticmethod
     def iop(sym, a, b, site):
         result = _INPLACE[sym](a, b)
-        if guard._recorder is not None:
-            _check(sym + "=", (a, b), result, site, arithmetic=True)
+        if guard._recorder is not None and not guard._quiet:
+            _check_operator(sym + "=", (a, b), result, site)
         return result
 
     round_ndigits = staticmethod(_round_ndigits)
 
     @staticmethod
     def callee(f, site):
-        if guard._recorder is None:
+        """``f`` itself when calling it is allowed or runs Python code (checked as it runs);
+        else a stand-in that calls it and records the call if a float took part."""
+        if guard._recorder is None or guard._quiet:
             return f
-        name = _forbidden_name(f)
-        if name is None:
+        if f is type:
+            return world.audited_type
+        if world.runs_quietly(f):
+            return functools.partial(guard.quietly, f)
+        twin = TWINS.get(id(f))
+        if twin is not None:          # Numba compiles f's own code; Python runs the twin
+            return twin
+        name = _FORBIDDEN_CALLS.get(id(f))
+        verdict, judged = (world.CHECK, name) if name else world.judge(f)
+        if verdict == world.PYTHON:
             return f
+        if verdict == world.FORBID:
+            _record(judged, site)
+            return f
+        if verdict == world.ALLOW and judged not in world.HIGHER_ORDER:
+            return f
+        owner = getattr(f, "__self__", None)
+        bound = () if owner is None or isinstance(owner, (types.ModuleType, np.ufunc)) else (owner,)
+        sees = world.sees_guarded(f)
 
         def checked(*args, **kwargs):
+            if verdict == world.ALLOW:          # a higher-order function: what does it call?
+                for passed in _callables_passed(args, kwargs):
+                    _record(f"{passed} passed by value to {judged}", site)
+                return f(*args, **kwargs)
             result = f(*args, **kwargs)
             if guard._recorder is not None:
-                _check(name, args + tuple(kwargs.values()), result, site,
-                       arithmetic=name.startswith("operator."))
+                operands = bound + args + tuple(kwargs.values())
+                if sym:
+                    _check_operator(sym, operands, result, site)
+                else:
+                    _check(judged, operands, result, site, sees)
             return result
+        sym = _operator_symbol(judged)
         return checked
 
 
 _HOOK = _Hook()
-
-
-def _forbidden_name(f):
-    name = _FORBIDDEN_CALLS.get(id(f))
-    if name is not None:
-        return name
-    if isinstance(f, np.ufunc):
-        return None if f in guard.ALLOWED_FLOAT_UFUNCS else f"numpy.{f.__name__}"
-    if guard.multiplying_function(f):
-        return f"{f.__module__}.{f.__name__}"
-    owner = getattr(f, "__self__", None)
-    if isinstance(owner, np.ufunc) and owner not in guard.ALLOWED_FLOAT_UFUNCS:
-        return f"numpy.{owner.__name__}.{f.__name__}"
-    if (isinstance(owner, np.ndarray) and not isinstance(owner, guard.GuardedArray)
-            and getattr(f, "__name__", "") in guard.MULTIPLYING_METHODS and guard.is_float(owner)):
-        return f"ndarray.{f.__name__}"
-    return None
 
 
 def _pure(node):
@@ -191,6 +260,8 @@ class _Rewriter(ast.NodeTransformer):
         self.filename = short_path(filename)
         self.source = source
         self.scope = ["<module>"]
+        self.left_as_written = []    # (first, last) line of each function Numba compiles
+        self.jit_twins = []          # rewritten copies of those, for Python calls of them
 
     def _site(self, node):
         text = ast.get_source_segment(self.source, node) or ""
@@ -202,8 +273,15 @@ class _Rewriter(ast.NodeTransformer):
         return ast.copy_location(ast.Call(func, args, []), node)
 
     def visit_FunctionDef(self, node):
-        if _jit_decorated(node):
-            return node           # Numba compiles this source: leave it exactly as written
+        if _jit_decorated(node):   # Numba compiles this source: leave it exactly as written
+            first = node.decorator_list[0]
+            self.left_as_written.append((first.lineno, node.end_lineno))
+            twin = copy.deepcopy(node)         # ... and rewrite a copy for Python's calls
+            twin.decorator_list = [ast.copy_location(ast.Name("_", ast.Load()), first)]
+            self.scope.append(node.name)
+            self.jit_twins.append(self.generic_visit(twin))
+            self.scope.pop()
+            return node
         self.scope.append(node.name)
         self.generic_visit(node)
         self.scope.pop()
@@ -240,26 +318,16 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
 
-def _system_dirs():
-    paths = sysconfig.get_paths()
-    dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    dirs.update(site.getsitepackages())
-    dirs.add(site.getusersitepackages())
-    return tuple(os.path.abspath(d) + os.sep for d in dirs)
+def source_path(filename):
+    """The file holding the source of code compiled as ``filename`` (frozen standard
+    library modules, ``<frozen posixpath>``, through their module's file), or None."""
+    if filename.startswith("<frozen "):
+        module = sys.modules.get(filename[len("<frozen "):-1])
+        return getattr(module, "__file__", None)
+    return None if filename.startswith("<") or filename.startswith(_AUDIT) else filename
 
 
-_SYSTEM = _system_dirs()
-
-
-def in_scope(filename):
-    """Project source: a .py file outside the Python installation and the audit package."""
-    if not filename.endswith(".py"):
-        return False
-    path = os.path.abspath(filename)
-    return not path.startswith(_SYSTEM) and not path.startswith(_AUDIT)
-
-
-_CACHE = {}      # filename -> (mtime, {(qualname, firstlineno): (original code, rewritten code)})
+_CACHE = {}      # filename -> (mtime, pairs, rewritten code objects)
 
 
 def _code_tree(code):
@@ -270,76 +338,119 @@ def _code_tree(code):
 
 
 def _rewritten_codes(filename):
-    """(original, rewritten) code pairs of every function in a file, keyed by name and line
-    (several lambdas may share a line: the original code tells them apart)."""
-    mtime = os.path.getmtime(filename)
+    """(pairs, covered, twins) of a file: (original, rewritten) code pairs of every function,
+    keyed by name and line (several lambdas may share a line: the original code tells them
+    apart); the rewritten code objects that really are rewritten (not the module's own code
+    nor functions left as written for Numba); and the rewritten code of the functions Numba
+    compiles, by name and line. OSError when the source cannot be read."""
+    path = source_path(filename)
+    if path is None:
+        raise OSError(f"no source for {filename}")
+    mtime = os.path.getmtime(path)
     cached = _CACHE.get(filename)
     if cached and cached[0] == mtime:
-        return cached[1]
-    with open(filename, encoding="utf-8") as fh:
+        return cached[1:]
+    with open(path, encoding="utf-8") as fh:
         source = fh.read()
     tree = ast.parse(source, filename)
     original = compile(tree, filename, "exec", dont_inherit=True)
-    rewritten = _Rewriter(filename, source).visit(tree)
+    rewriter = _Rewriter(filename, source)
+    rewritten = rewriter.visit(tree)
     ast.fix_missing_locations(rewritten)
     new = compile(rewritten, filename, "exec", dont_inherit=True)
-    pairs = {}
+    pairs, covered, twins = {}, [], {}
     # both trees hold the same functions in the same order: the rewriting adds none
     for old_code, new_code in zip(_code_tree(original), _code_tree(new)):
         key = (old_code.co_qualname, old_code.co_firstlineno)
         if key == (new_code.co_qualname, new_code.co_firstlineno):
             pairs.setdefault(key, []).append((old_code, new_code))
-    _CACHE[filename] = (mtime, pairs)
-    return pairs
+    for code in _code_tree(new):
+        line = code.co_firstlineno
+        if code is not new and not any(a <= line <= b for a, b in rewriter.left_as_written):
+            covered.append(code)
+    for node in rewriter.jit_twins:     # compiled alone: same name, first line and line numbers
+        module = ast.fix_missing_locations(ast.Module([node], []))
+        (code,) = [c for c in compile(module, filename, "exec", dont_inherit=True).co_consts
+                   if isinstance(c, types.CodeType)]
+        twins[(code.co_qualname, code.co_firstlineno)] = code
+        covered.extend(_code_tree(code))
+    _CACHE[filename] = (mtime, pairs, covered, twins)
+    return pairs, covered, twins
 
 
-def _rewritten(code):
-    """The rewritten version of a live code object, or None if its source no longer matches."""
-    try:
-        pairs = _rewritten_codes(code.co_filename)
-    except (OSError, SyntaxError, UnicodeDecodeError):
-        return None
-    for old, new in pairs.get((code.co_qualname, code.co_firstlineno), ()):
-        if old == code and len(new.co_freevars) == len(code.co_freevars):
-            return new
-    return None
-
-
-def _numba_compiled_codes(objects):
-    """Code objects Numba compiles from Python source: kernels' and register_jitable functions."""
+def _dispatcher_codes(objects):
+    """ids of the code objects Numba dispatchers hold (kernels' ``py_func``): Numba compiles
+    them, so they keep their code (functions under a Numba decorator in their source, the
+    ``register_jitable`` helpers among them, are known from the source)."""
     from numba.core.dispatcher import _DispatcherBase
-    from numba.core.typing.templates import builtin_registry
-    codes = {f.__code__ for f, _ in builtin_registry.globals if isinstance(f, types.FunctionType)}
-    codes.update(obj.py_func.__code__ for obj in objects
-                 if issubclass(type(obj), _DispatcherBase))   # type(): weak proxies may be dead
-    return codes
+    return {id(obj.py_func.__code__) for obj in objects
+            if issubclass(type(obj), _DispatcherBase)}   # type(): weak proxies may be dead
 
 
 class Instrumented:
-    """Context manager: project functions run rewritten code inside, their own code after."""
+    """Context manager: functions run rewritten code inside, their own code after.
+
+    Project files are rewritten on entry; any other file when ``instrument_file`` is
+    asked for it (the closed-world watch does, when it first sees the file's code run).
+    ``covers(code)`` says whether a code object is a rewritten one. A function Numba also
+    compiles (a kernel's ``py_func``, a ``register_jitable`` helper) keeps its own code, which
+    Numba reads; instrumented code that calls it from Python calls an instrumented twin.
+    """
 
     def __enter__(self):
         objects = gc.get_objects()
-        compiled = _numba_compiled_codes(objects)
+        self.compiled = _dispatcher_codes(objects)
+        self.functions = {}       # filename -> live functions compiled from it
+        for f in objects:
+            if type(f) is types.FunctionType:
+                self.functions.setdefault(f.__code__.co_filename, []).append(f)
         self.replaced = []
         self.unmatched = []       # functions whose loaded code differs from their source
-        for f in objects:
-            if type(f) is not types.FunctionType:
-                continue
+        self.files = set()
+        self.codes = set()        # ids of the rewritten code objects (kept alive by _CACHE)
+        for filename in list(self.functions):
+            if in_scope(filename):
+                self.instrument_file(filename)
+        return self
+
+    def covers(self, code):
+        return id(code) in self.codes
+
+    def instrument_file(self, filename):
+        """Give every live function compiled from ``filename`` its rewritten code."""
+        if filename in self.files:
+            return
+        self.files.add(filename)
+        try:
+            pairs, covered, twins = _rewritten_codes(filename)
+        except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+            return
+        self.codes.update(id(code) for code in covered)
+        for f in self.functions.get(filename, ()):
             code = f.__code__
-            if code in compiled or not in_scope(code.co_filename):
+            key = (code.co_qualname, code.co_firstlineno)
+            if id(code) in self.compiled or key in twins:
+                new = twins.get(key)
+                if new is not None and len(new.co_freevars) == len(code.co_freevars):
+                    f.__globals__.setdefault(HOOK, _HOOK)
+                    twin = types.FunctionType(new, f.__globals__, f.__name__, f.__defaults__,
+                                              f.__closure__)
+                    twin.__kwdefaults__, twin.__qualname__ = f.__kwdefaults__, f.__qualname__
+                    TWINS[id(f)] = twin
                 continue
-            new = _rewritten(code)
+            new = next((n for old, n in pairs.get(key, ())
+                        if old == code and len(n.co_freevars) == len(code.co_freevars)), None)
             if new is None:
-                self.unmatched.append(f"{short_path(code.co_filename)}:{code.co_firstlineno} "
-                                      f"{code.co_qualname}")
+                if in_scope(filename):
+                    self.unmatched.append(f"{short_path(filename)}:{code.co_firstlineno} "
+                                          f"{code.co_qualname}")
                 continue
             f.__globals__.setdefault(HOOK, _HOOK)
             f.__code__ = new
             self.replaced.append((f, code))
-        return self
 
     def __exit__(self, *exc):
         for f, code in self.replaced:
             f.__code__ = code
+        TWINS.clear()
         return False
