@@ -20,6 +20,7 @@ import random
 import statistics
 import sys
 import cmath
+import collections
 from dataclasses import dataclass
 
 import numba
@@ -317,8 +318,17 @@ def unhashable_callable(scaler, x):
     return scaler(x) + Scaler(0.25).shift      # a dataclass's generated __init__ runs too
 
 
+Shape = collections.namedtuple("Shape", "rows cols")
+
+
+def namedtuple_and_index_array(g):
+    shape = Shape(*g.shape, 1)[:2]            # namedtuple's generated __new__ runs
+    return np.fromiter(range(shape[0]), dtype=np.intp, count=shape[0]) + 1
+
+
 FALSE_ALARMS = {"exact bit operations": (bit_operations, floats),
-                "unhashable callable": (unhashable_callable, lambda: (Scaler(0.5), 1.5))}
+                "unhashable callable": (unhashable_callable, lambda: (Scaler(0.5), 1.5)),
+                "namedtuple and fromiter": (namedtuple_and_index_array, floats)}
 
 
 @pytest.mark.parametrize("case", sorted(FALSE_ALARMS))

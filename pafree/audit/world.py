@@ -102,7 +102,7 @@ ALLOWED = frozenset(
     + [f"numpy.{n}" for n in (
         "empty", "empty_like", "zeros", "array", "asarray", "asanyarray", "ascontiguousarray",
         "asfortranarray", "concatenate", "copyto", "where", "result_type", "can_cast",
-        "promote_types", "min_scalar_type", "frombuffer", "count_nonzero",
+        "promote_types", "min_scalar_type", "frombuffer", "fromiter", "count_nonzero",
         "_core._multiarray_umath.count_nonzero", "lib.array_utils.normalize_axis_index", "shares_memory",
         "may_share_memory", "lexsort", "putmask", "packbits", "unpackbits", "datetime_data",
         "busday_count", "normalize_axis_index", "_reconstruct", "from_dlpack", "geterrobj",
@@ -311,8 +311,13 @@ def _trusted(code):
     """The audit's own code; the import machinery for modules already imported (``from
     package import name`` runs it; a module's own code that runs is still a finding); and
     the methods ``dataclasses`` generates from strings (field assignment, comparison, repr:
-    no arithmetic; what they call, ``__post_init__`` or a default factory, is checked)."""
+    no arithmetic; what they call, ``__post_init__`` or a default factory, is checked); and
+    the ``__new__`` that ``collections.namedtuple`` generates from a string
+    (``lambda _cls, a, b: _tuple_new(_cls, (a, b))``: it builds the tuple, nothing else)."""
     filename = code.co_filename
+    namedtuple_new = (code.co_name == "<lambda>" and code.co_names == ("_tuple_new",)
+                      and code.co_varnames[:1] == ("_cls",))
     return (filename.startswith(_AUDIT) or filename.startswith("<frozen importlib")
-            or filename == "<string>" and code.co_qualname.startswith("__create_fn__.<locals>."))
+            or filename == "<string>" and (code.co_qualname.startswith("__create_fn__.<locals>.")
+                                           or namedtuple_new))
 
