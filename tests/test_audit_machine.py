@@ -155,8 +155,8 @@ def test_missing_valgrind_is_a_clear_error(monkeypatch, capsys):
                         lambda name: None if name == "valgrind" else real_which(name))
     problem = machine.toolchain_problem()
     assert "valgrind is not installed" in problem and "apt-get install valgrind" in problem
-    args = argparse.Namespace(machine=True, task="digits", mode="pa", steps=1, ptx=False,
-                              batch_size=None, eval_examples=2, seed=0, json=False)
+    args = argparse.Namespace(machine=True, task="digits", mode="pa", steps=None, ptx=False,
+                              set=[], batch_size=None, eval_examples=2, seed=0, json=False)
     assert cli.run(args) == 2
     err = capsys.readouterr().err
     assert "apt-get install valgrind" in err and "Traceback" not in err
