@@ -337,14 +337,15 @@ def gelu(x, derivative=None):
 
 
 def dropout_threshold(p):
-    """The integer t with P(u < t) = t / 2**32 the smallest such ratio >= p, for u a
-    uniform uint32: t = ceil(p * 2**32), from the bits of the double p (no float multiply)."""
-    bits = int(np.float64(p).view(np.uint64))
-    exponent, fraction = bits >> 52, bits & ((1 << 52) - 1)
-    if bits >> 63 or exponent == 0x7FF:
+    """The integer t = ceil(float32(p) * 2**24), from the bits of float32(p) (no float
+    multiply): numpy's float32 sampler draws u >> 8 times 2**-24 for a raw uint32 u, so
+    ``u >> 8 >= t`` keeps exactly the elements ``rng.random(dtype=float32) >= p`` keeps."""
+    bits = int(np.float32(p).view(np.uint32))
+    exponent, fraction = bits >> 23, bits & ((1 << 23) - 1)
+    if bits >> 31 or exponent == 0xFF:
         raise ValueError(f"dropout probability must be a finite number >= 0, got {p}")
-    mantissa = fraction | (1 << 52) if exponent else fraction    # p = mantissa * 2**shift
-    shift = (exponent if exponent else 1) - 1075 + 32
+    mantissa = fraction | (1 << 23) if exponent else fraction    # p = mantissa * 2**(shift - 24)
+    shift = (exponent if exponent else 1) - 126
     if shift >= 0:
         return mantissa << shift
     return (mantissa + (1 << -shift) - 1) >> -shift
@@ -352,15 +353,16 @@ def dropout_threshold(p):
 
 def dropout(x, p, training, rng, derivative=None, threshold=None):
     """Zero each element with probability p and rescale the rest by 1 ⊘ (1 - p) (component 'other').
-    The mask compares raw random uint32 with ``threshold`` (``dropout_threshold(p)``;
-    numpy's float sampler multiplies): an element is dropped with probability
-    ceil(p * 2**32) / 2**32."""
+    The mask compares the top 24 bits of raw random uint32 with ``threshold``
+    (``dropout_threshold(p)``; numpy's float sampler multiplies): the same mask as
+    ``rng.random(dtype=float32) >= p`` from the same generator state."""
     if not training or p == 0:
         return _tensor(x)
     ar = _arith("other", derivative)
     if threshold is None:
         threshold = dropout_threshold(p)
     shape = np.shape(x.data if isinstance(x, Tensor) else x)
-    keep = rng.integers(0, 1 << 32, size=shape, dtype=np.uint32) >= np.uint32(threshold)
+    raw = rng.integers(0, 1 << 32, size=shape, dtype=np.uint32)
+    keep = (raw >> np.uint32(8)) >= np.uint32(threshold)
     scale = ar.div(np.float32(1), np.float32(1) - np.float32(p))
     return ar.mul(x, where(keep, scale, np.float32(0)))

@@ -9,6 +9,7 @@
 """
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from pafree import F, Tensor, config, no_grad
 
@@ -292,3 +293,16 @@ def test_standard_mode_transformer_gradient_matches_finite_differences():
             moved[i][j] -= 2 * h
             down = _small_transformer_loss(*moved, targets).item()
             assert abs((up - down) / (2 * h) - grad[j]) <= 2e-2 * (abs(grad[j]) + 0.05)
+
+
+@settings(max_examples=200, deadline=None)
+@given(p=st.floats(0, 0.999, allow_subnormal=True), seed=st.integers(0, 2**32 - 1))
+def test_dropout_mask_is_numpy_float32_samplers_mask(p, seed):
+    """The integer threshold keeps exactly what rng.random(dtype=float32) >= p keeps, from the
+    same generator state (so training numbers did not move when the sampler went)."""
+    x = np.ones(4097, np.float32)
+    kept = F.dropout(x, p, True, np.random.default_rng(seed)).data != 0
+    expected = np.random.default_rng(seed).random(x.shape, dtype=np.float32) >= np.float32(p)
+    if p > 0:
+        assert np.array_equal(kept, expected)
+    assert F.dropout_threshold(p) == int(np.ceil(np.float64(np.float32(p)) * 2.0**24))
