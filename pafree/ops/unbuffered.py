@@ -254,7 +254,8 @@ def scatter_add(out, idx, values):
 
     Basic indices (ints, slices) pick each element once: a plain add on a contiguous
     copy of the selection, written back. Rows picked by one integer array (embeddings)
-    are summed segment by segment after a stable sort. Other indices raise.
+    are summed segment by segment after a stable sort. Other indices (no layer uses them)
+    take np.add.at, which runs numpy's buffered iterator.
     """
     basic = (int, slice, type(None), type(Ellipsis))
     if all(isinstance(i, basic) for i in (idx if isinstance(idx, tuple) else (idx,))):
@@ -263,8 +264,8 @@ def scatter_add(out, idx, values):
         out[idx] = picked
         return
     if not (isinstance(idx, np.ndarray) and idx.dtype.kind in "iu"):
-        raise NotImplementedError(f"scatter_add: index {type(idx).__name__} is neither basic "
-                                  "nor one integer array")
+        np.add.at(out, idx, values)
+        return
     if not (out.flags.c_contiguous and out.dtype == np.float32):
         raise ValueError("scatter_add: out must be a C-contiguous float32 array")
     rows = idx.reshape(-1)
