@@ -12,7 +12,6 @@ Exponentials and logarithms are base 2 inside: softmax-like functions subtract
 an integer shift n = floor(max(x ⊙ log2 e)), which PA arithmetic handles
 exactly (paexp2(z - n) = 2**-n paexp2(z)).
 """
-import math
 
 import numpy as np
 
@@ -141,7 +140,9 @@ def mean(x, axis=None, keepdims=False, derivative=None):
     x = _tensor(x)
     axis = _axis(axis)
     axes = range(x.ndim) if axis is None else (axis,) if np.ndim(axis) == 0 else axis
-    count = math.prod(x.shape[a] for a in axes)
+    count = 1
+    for a in axes:
+        count *= x.shape[a]         # int multiplies (math.prod checks overflow with a float one)
     return _arith("other", derivative).div(sum(x, axis, keepdims), float(count))
 
 

@@ -16,7 +16,7 @@ def floats(shape):
     """float32 arrays mixing magnitudes (so the order of the adds shows in the rounding),
     with zeros of both signs."""
     return hnp.arrays(np.float32, shape, elements=st.one_of(
-        st.floats(-1e4, 1e4, width=32), st.floats(-1e-3, 1e-3, width=32),
+        st.floats(-2.0 ** 14, 2.0 ** 14, width=32), st.floats(-2.0 ** -10, 2.0 ** -10, width=32),
         st.sampled_from([0.0, -0.0, 1.0, 3e7])))
 
 
@@ -127,3 +127,21 @@ def test_scatter_add_basic_index_and_bad_rows():
     np.testing.assert_array_equal(bits(out), bits(want))
     with pytest.raises(IndexError):
         U.scatter_add(np.zeros((2, 3), np.float32), np.array([0, 2]), np.ones((2, 3), np.float32))
+
+
+@given(array_and_axes(), st.data())
+def test_first_max_marks_numpys_argmax(case, data):
+    x, axes = case
+    if not isinstance(axes, int) and axes is not None:
+        axes = axes[0] if axes else None
+    x = x.copy()
+    if x.size and data.draw(st.booleans()):
+        x.reshape(-1)[data.draw(st.integers(0, x.size - 1))] = np.nan
+    if x.size == 0 or (axes is not None and x.shape[axes] == 0):
+        return
+    want = np.zeros(x.shape, bool)
+    if axes is None:
+        want.reshape(-1)[np.argmax(x)] = True
+    else:
+        np.put_along_axis(want, np.argmax(x, axis=axes, keepdims=True), True, axis=axes)
+    np.testing.assert_array_equal(U.first_max(x, axes), want)

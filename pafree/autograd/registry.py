@@ -137,18 +137,8 @@ adamw_pa = Kernel("adamw_pa", adamw.adamw_pa)                         # the opti
 adamw_standard = Kernel("adamw_standard", standard.adamw, ("cpu",))   # updates (in place)
 
 
-def _first_max_cpu(x, axis):
-    """Bool mask of the first maximum along ``axis`` (of all elements if None)."""
-    mask = np.zeros(x.shape, bool)
-    if axis is None:
-        mask.reshape(-1)[np.argmax(x)] = True
-    else:
-        np.put_along_axis(mask, np.argmax(x, axis=axis, keepdims=True), True, axis=axis)
-    return mask
-
-
 scatter_add = Kernel("scatter_add", unbuffered.scatter_add)
-first_max = Kernel("first_max", _first_max_cpu)
+first_max = Kernel("first_max", unbuffered.first_max)
 integer_shift = Kernel("integer_shift", unbuffered.integer_shift)
 nonnegative = Kernel("nonnegative", lambda x: x >= 0)
 broadcast_to = Kernel("broadcast_to", np.broadcast_to)

@@ -44,7 +44,7 @@ def where(cond, a, b):
 def pairwise_sum(x, start, n):
     """numpy's pairwise_sum_FLOAT over x[start:start + n] (float32 adds in its order)."""
     if n < 8:
-        res = np.float32(0)      # numpy: res = 0., then adds (so -0 sums to +0)
+        res = np.float32(-0.0)   # numpy starts from -0: the sum of -0s is -0
         for i in range(start, start + n):
             res += x[i]
         return res
@@ -106,7 +106,8 @@ def _reduce_sum(x, dims, reduced, out):
 @cpu_kernel(name="reduce_max")
 def _reduce_max(x, dims, reduced, out):
     """out (flat) = max of x (flat, shape ``dims``) over the ``reduced`` dims; NaN wins,
-    ties keep the first. Starts from the first element of each output (max has no identity)."""
+    of equal values (0 and -0) the last (as numpy's max). Starts from the first element of
+    each output (max has no identity)."""
     nd = dims.size
     ostride = np.zeros(nd, np.int64)
     step = 1
@@ -124,7 +125,7 @@ def _reduce_max(x, dims, reduced, out):
         if not seen[o]:
             out[o] = v
             seen[o] = True
-        elif not (out[o] >= v or out[o] != out[o]):
+        elif out[o] == out[o] and not v < out[o]:
             out[o] = v
         d = nd - 1
         while d >= 0:
@@ -133,6 +134,39 @@ def _reduce_max(x, dims, reduced, out):
                 break
             idx[d] = 0
             d -= 1
+
+
+@cpu_kernel(name="first_max")
+def _first_max(x, dims, reduced, best, mask):
+    """mask (flat, zeros) True at the first maximum of x over the ``reduced`` dims (the
+    first NaN if any, as np.argmax); ``best``: scratch, one value per output."""
+    nd = dims.size
+    ostride = np.zeros(nd, np.int64)
+    step = 1
+    for d in range(nd - 1, -1, -1):
+        if not reduced[d]:
+            ostride[d] = step
+            step *= dims[d]
+    where = np.full(best.size, -1, np.int64)
+    idx = np.zeros(nd, np.int64)
+    for i in range(x.size):
+        o = 0
+        for d in range(nd):
+            o += idx[d] * ostride[d]
+        v = x[i]
+        if where[o] < 0 or (best[o] == best[o] and (v > best[o] or v != v)):
+            best[o] = v
+            where[o] = i
+        d = nd - 1
+        while d >= 0:
+            idx[d] += 1
+            if idx[d] < dims[d]:
+                break
+            idx[d] = 0
+            d -= 1
+    for o in range(where.size):
+        if where[o] >= 0:
+            mask[where[o]] = True
 
 
 def _axes(ndim, axis):
@@ -210,6 +244,16 @@ def reduce_max(x, axis=None, keepdims=False):
     return _shaped(out, kept, x.ndim, axis, keepdims)
 
 
+def first_max(x, axis):
+    """Bool mask of the first maximum along ``axis`` (of all elements if None)."""
+    x = np.asarray(x)
+    flat, dims, reduced, kept = _plan(x, axis)
+    mask = np.zeros(x.shape, bool)
+    if flat.size:
+        _first_max(flat, dims, reduced, np.empty(_size(kept), np.float32), mask.reshape(-1))
+    return mask
+
+
 @cpu_kernel(name="floor_or_zero")
 def _floor_or_zero(top):
     for i in range(top.size):
@@ -227,26 +271,27 @@ def integer_shift(x, axis):
 # --- scatter-add -----------------------------------------------------------------
 @cpu_kernel(name="segment_add")
 def _segment_add(out, rows, order, values):
-    """out[rows[k]] += sum of values[order[k]] over each run of equal sorted rows, the run
-    summed first in order (as np.add.reduceat), then added to the row."""
+    """out[rows[k]] += the sum of values[order[k]] over each run of equal sorted rows, as
+    np.add.reduceat sums a run: per column, its first value + numpy's pairwise sum of the
+    rest; then one add into the row."""
     width = out.shape[1]
     for k in range(rows.size):
         if rows[k] < 0 or rows[k] >= out.shape[0]:
             raise IndexError("scatter_add: row index out of range")
-    acc = np.empty(width, np.float32)
-    k = 0
-    n = order.size
-    while k < n:
-        row = rows[k]
+    rest = np.empty(order.size, np.float32)
+    start = 0
+    while start < order.size:
+        end = start + 1
+        while end < order.size and rows[end] == rows[start]:
+            end += 1
         for j in range(width):
-            acc[j] = values[order[k], j]
-        k += 1
-        while k < n and rows[k] == row:
-            for j in range(width):
-                acc[j] += values[order[k], j]
-            k += 1
-        for j in range(width):
-            out[row, j] += acc[j]
+            for k in range(start + 1, end):
+                rest[k - start - 1] = values[order[k], j]
+            total = values[order[start], j]
+            if end - start > 1:
+                total += pairwise_sum(rest, 0, end - start - 1)
+            out[rows[start], j] += total
+        start = end
 
 
 def scatter_add(out, idx, values):
