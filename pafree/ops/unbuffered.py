@@ -40,37 +40,71 @@ def where(cond, a, b):
 
 
 # --- reductions ------------------------------------------------------------------
-@cpu_kernel(name="pairwise_sum")
-def pairwise_sum(x, start, n):
-    """numpy's pairwise_sum_FLOAT over x[start:start + n] (float32 adds in its order)."""
+@cpu_kernel(name="pairwise_block")
+def _pairwise_block(x, start, n):
+    """numpy's pairwise_sum_FLOAT for n <= 128: a plain loop below 8, else 8 accumulators."""
     if n < 8:
         res = np.float32(-0.0)   # numpy starts from -0: the sum of -0s is -0
         for i in range(start, start + n):
             res += x[i]
         return res
+    r0, r1, r2, r3 = x[start], x[start + 1], x[start + 2], x[start + 3]
+    r4, r5, r6, r7 = x[start + 4], x[start + 5], x[start + 6], x[start + 7]
+    i = 8
+    while i < n - n % 8:
+        j = start + i
+        r0 += x[j]
+        r1 += x[j + 1]
+        r2 += x[j + 2]
+        r3 += x[j + 3]
+        r4 += x[j + 4]
+        r5 += x[j + 5]
+        r6 += x[j + 6]
+        r7 += x[j + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += x[start + i]
+        i += 1
+    return res
+
+
+@cpu_kernel(name="pairwise_sum")
+def pairwise_sum(x, start, n):
+    """numpy's pairwise_sum_FLOAT over x[start:start + n] (float32 adds in its order).
+
+    numpy recurses: above 128 elements, sum(first half) + sum(rest), the half rounded
+    down to a multiple of 8. Here the same tree is walked with an explicit stack
+    (a recursive Numba function does not survive the disk cache when called from another)."""
     if n <= PAIRWISE_BLOCK:
-        r0, r1, r2, r3 = x[start], x[start + 1], x[start + 2], x[start + 3]
-        r4, r5, r6, r7 = x[start + 4], x[start + 5], x[start + 6], x[start + 7]
-        i = 8
-        while i < n - n % 8:
-            j = start + i
-            r0 += x[j]
-            r1 += x[j + 1]
-            r2 += x[j + 2]
-            r3 += x[j + 3]
-            r4 += x[j + 4]
-            r5 += x[j + 5]
-            r6 += x[j + 6]
-            r7 += x[j + 7]
-            i += 8
-        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < n:
-            res += x[start + i]
-            i += 1
-        return res
-    half = n // 2
-    half -= half % 8
-    return pairwise_sum(x, start, half) + pairwise_sum(x, start + half, n - half)
+        return _pairwise_block(x, start, n)
+    starts = np.empty(64, np.int64)      # the path from the root: depth <= log2(n) < 64
+    sizes = np.empty(64, np.int64)
+    left = np.empty(64, np.float32)      # a node's left sum, once known
+    done_left = np.zeros(64, np.bool_)
+    top = 0
+    starts[0], sizes[0] = start, n
+    while True:
+        m = sizes[top]
+        if m > PAIRWISE_BLOCK and not done_left[top]:
+            half = m // 2
+            half -= half % 8
+            top += 1
+            starts[top], sizes[top], done_left[top] = starts[top - 1], half, False
+            continue
+        value = _pairwise_block(x, starts[top], m)
+        while True:                      # hand the finished sum up the path
+            if top == 0:
+                return value
+            top -= 1
+            if not done_left[top]:       # it was the left child: go down the right one
+                left[top], done_left[top] = value, True
+                half = sizes[top] // 2
+                half -= half % 8
+                top += 1
+                starts[top], sizes[top], done_left[top] = starts[top - 1] + half, sizes[top - 1] - half, False
+                break
+            value = left[top] + value    # it was the right child: this node is done
 
 
 @cpu_kernel(name="reduce_sum")
