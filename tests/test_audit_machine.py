@@ -19,7 +19,6 @@ needs_valgrind = pytest.mark.skipif(TOOLCHAIN is not None, reason=str(TOOLCHAIN)
 # What the pa step still executes on this branch, each a finding the report names
 # (see docs/incoming-machine-audit.md); nothing is subtracted from the count.
 OPEN_FINDINGS = {
-    "npyiter_find_buffering_setup",   # numpy's buffer plan: broadcast ufuncs, axis reductions
     "math_prod",                      # math.prod in pafree/ops/gemm.py (GEMM engineer's)
     "long_true_divide",               # np.arange's length in pafree/ops/gemm.py _batch_index
 }

@@ -43,29 +43,25 @@ def where(cond, a, b):
 @cpu_kernel(name="pairwise_block")
 def _pairwise_block(x, start, n):
     """numpy's pairwise_sum_FLOAT for n <= 128: a plain loop below 8, else 8 accumulators."""
+    a = x[start:start + n]       # a view indexed by loop counters: no wraparound checks
     if n < 8:
         res = np.float32(-0.0)   # numpy starts from -0: the sum of -0s is -0
-        for i in range(start, start + n):
-            res += x[i]
+        for i in range(n):
+            res += a[i]
         return res
-    r0, r1, r2, r3 = x[start], x[start + 1], x[start + 2], x[start + 3]
-    r4, r5, r6, r7 = x[start + 4], x[start + 5], x[start + 6], x[start + 7]
-    i = 8
-    while i < n - n % 8:
-        j = start + i
-        r0 += x[j]
-        r1 += x[j + 1]
-        r2 += x[j + 2]
-        r3 += x[j + 3]
-        r4 += x[j + 4]
-        r5 += x[j + 5]
-        r6 += x[j + 6]
-        r7 += x[j + 7]
-        i += 8
+    r0, r1, r2, r3, r4, r5, r6, r7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+    for i in range(8, n - n % 8, 8):
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
     res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += x[start + i]
-        i += 1
+    for i in range(n - n % 8, n):
+        res += a[i]
     return res
 
 
@@ -126,8 +122,9 @@ def _reduce_sum(x, dims, reduced, out):
         if reduced[nd - 1]:
             out[o] += pairwise_sum(x, base, inner)
         else:
+            row, acc = x[base:base + inner], out[o:o + inner]
             for j in range(inner):
-                out[o + j] += x[base + j]
+                acc[j] += row[j]
         d = nd - 2
         while d >= 0:
             idx[d] += 1
