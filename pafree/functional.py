@@ -12,7 +12,6 @@ Exponentials and logarithms are base 2 inside: softmax-like functions subtract
 an integer shift n = floor(max(x ⊙ log2 e)), which PA arithmetic handles
 exactly (paexp2(z - n) = 2**-n paexp2(z)).
 """
-import math
 
 import numpy as np
 
@@ -20,7 +19,7 @@ from . import config
 from .autograd import registry as R
 from .autograd.tensor import Tensor, _as_array, apply
 from .indices import index_range
-from .ops import bits
+from .ops import bits, unbuffered
 
 LOG2E = np.int32(bits.LOG2E).view(np.float32)      # float32(log2 e), the constant of paexp/palog
 GELU_SIGMOID = np.float32(-1.702)                   # gelu(x) ≈ x · sigmoid(1.702 x)
@@ -141,7 +140,9 @@ def mean(x, axis=None, keepdims=False, derivative=None):
     x = _tensor(x)
     axis = _axis(axis)
     axes = range(x.ndim) if axis is None else (axis,) if np.ndim(axis) == 0 else axis
-    count = math.prod(x.shape[a] for a in axes)
+    count = 1
+    for a in axes:
+        count *= x.shape[a]         # int multiplies (math.prod checks overflow with a float one)
     return _arith("other", derivative).div(sum(x, axis, keepdims), float(count))
 
 
@@ -302,7 +303,7 @@ def cross_entropy(logits, targets, label_smoothing=0.0, ignore_index=None, deriv
     keep = None if ignore_index is None else targets != ignore_index
     zs, e, _ = _shifted_exp2(ar, logits, -1)
     log2p = sub(zs, ar.log2(sum(e, -1, keepdims=True)))
-    picked = targets[:, None] == index_range(classes)              # one-hot rows (bool)
+    picked = unbuffered.apply(np.equal, targets[:, None], index_range(classes))  # one-hot rows
     loss = neg(sum(where(picked, log2p, np.float32(0)), -1))
     if label_smoothing:
         eps = np.float32(label_smoothing)

@@ -16,14 +16,6 @@ from pafree.audit import cli, machine
 TOOLCHAIN = machine.toolchain_problem()
 needs_valgrind = pytest.mark.skipif(TOOLCHAIN is not None, reason=str(TOOLCHAIN))
 
-# What the pa step still executes on this branch, each a finding the report names
-# (see docs/incoming-machine-audit.md); nothing is subtracted from the count.
-OPEN_FINDINGS = {
-    "npyiter_find_buffering_setup",   # numpy's buffer plan: broadcast ufuncs, axis reductions
-    "math_prod",                      # math.prod in pafree/ops/gemm.py (GEMM engineer's)
-    "long_true_divide",               # np.arange's length in pafree/ops/gemm.py _batch_index
-}
-
 MUTATIONS = textwrap.dedent('''
     # Run by the audited child before the run is built: every optimizer step first
     # multiplies where only the machine layer can see it.
@@ -100,17 +92,10 @@ def pa_digits():
 
 
 @needs_valgrind
-def test_the_layer_reports_no_site_but_the_open_findings(pa_digits):
-    unexpected = [s for s in pa_digits.sites if s.frames[0].function not in OPEN_FINDINGS]
-    assert not unexpected, pa_digits.to_text()
-    assert not any(n.startswith("kernels compiled under Valgrind") for n in pa_digits.notes)
-
-
-@needs_valgrind
-@pytest.mark.xfail(strict=True, reason="open findings: " + ", ".join(sorted(OPEN_FINDINGS)))
 def test_pa_digits_step_and_evaluation_execute_no_float_multiply(pa_digits):
-    assert pa_digits.ok, pa_digits.to_text()
+    assert pa_digits.ok and not pa_digits.sites, pa_digits.to_text()
     assert pa_digits.total == 0
+    assert not any(n.startswith("kernels compiled under Valgrind") for n in pa_digits.notes)
 
 
 @needs_valgrind

@@ -257,7 +257,7 @@ def scan_dispatcher(dispatcher):
 def compile_ops_kernels():
     """Run every kernel of pafree.ops once on small float32 inputs, compiling it."""
     from .. import ops
-    from ..ops import adamw, cpu
+    from ..ops import adamw, cpu, unbuffered
     x = np.linspace(-3.0, 3.0, 12, dtype=np.float32).reshape(3, 4)
     x_bits, out = x.reshape(-1).view(np.int32), np.empty(12, np.int32)
     for kernel in (k for pair in cpu.UNARY.values() for k in pair):
@@ -273,6 +273,12 @@ def compile_ops_kernels():
     ops.pam_matmul_exact_grads(x, x.T, np.ones((3, 3), np.float32))
     p, g, m, v = np.linspace(-1.0, 1.0, 32, dtype=np.float32).reshape(4, 8).copy()
     adamw.adamw_pa_update(p, g, m, v, *np.array([0.1, 0.001, 0.01, 1.0, 1e-8, 0.01], np.float32))
+    long = np.linspace(-1.0, 1.0, 300, dtype=np.float32)
+    unbuffered.pairwise_sum(long, 0, long.size)       # called from the reductions: compiled
+    unbuffered._pairwise_block(long, 0, 100)           # here too, so they have signatures
+    unbuffered.reduce_sum(x, 0), unbuffered.reduce_sum(x, 1), unbuffered.first_max(x, 1)
+    unbuffered.integer_shift(x, 1)
+    unbuffered.scatter_add(np.zeros((3, 4), np.float32), np.array([0, 2, 0]), x)
 
 
 def scan_all(prefix="pafree.ops"):

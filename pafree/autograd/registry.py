@@ -34,9 +34,8 @@ cpu only). Primitives, in three families:
 import numpy as np
 
 from .. import ops
-from ..ops import adamw, bits, elementwise, standard
+from ..ops import adamw, bits, elementwise, standard, unbuffered
 from ..ops.cpu import is_device_array, to_host  # to_host: for Tensor.to and the optimizer
-from ..indices import index_range
 
 KERNELS = {}        # name -> Kernel: everything dispatched (the primitives included)
 PRIMITIVES = {}     # name -> Primitive: the differentiable ones
@@ -138,61 +137,21 @@ adamw_pa = Kernel("adamw_pa", adamw.adamw_pa)                         # the opti
 adamw_standard = Kernel("adamw_standard", standard.adamw, ("cpu",))   # updates (in place)
 
 
-def _scatter_add_cpu(out, idx, values):
-    """out[idx] += values in place, repeated indices adding up (float adds).
-
-    Basic indices (ints, slices) pick each element once: a plain in-place add.
-    Rows picked by one integer array (embeddings) are summed segment by segment
-    after a stable sort, much faster than np.add.at; other indices use np.add.at.
-    """
-    basic = (int, slice, type(None), type(Ellipsis))
-    if all(isinstance(i, basic) for i in (idx if isinstance(idx, tuple) else (idx,))):
-        out[idx] += values
-        return
-    if not (isinstance(idx, np.ndarray) and idx.dtype.kind in "iu"):
-        np.add.at(out, idx, values)
-        return
-    rows = idx.reshape(-1)
-    rows = np.where(rows < 0, rows + out.shape[0], rows)
-    order = np.argsort(rows, kind="stable")
-    rows = rows[order]
-    # np.flatnonzero divides floats (PyArray_Nonzero)
-    starts = index_range(len(rows))[np.concatenate(([True], rows[1:] != rows[:-1]))]
-    sums = np.add.reduceat(values.reshape(len(order), -1)[order], starts, axis=0)
-    flat = out.reshape(out.shape[0], -1)
-    flat[rows[starts]] += sums
-
-
-def _first_max_cpu(x, axis):
-    """Bool mask of the first maximum along ``axis`` (of all elements if None)."""
-    mask = np.zeros(x.shape, bool)
-    if axis is None:
-        mask.reshape(-1)[np.argmax(x)] = True
-    else:
-        np.put_along_axis(mask, np.argmax(x, axis=axis, keepdims=True), True, axis=axis)
-    return mask
-
-
-def _integer_shift_cpu(x, axis):
-    """floor(max(x)) along ``axis`` (kept as size 1), 0 where the max is not finite."""
-    top = np.floor(np.max(x, axis=axis, keepdims=True))
-    return np.where(np.isfinite(top), top, np.float32(0))
-
-
-scatter_add = Kernel("scatter_add", _scatter_add_cpu)
-first_max = Kernel("first_max", _first_max_cpu)
-integer_shift = Kernel("integer_shift", _integer_shift_cpu)
+scatter_add = Kernel("scatter_add", unbuffered.scatter_add)
+first_max = Kernel("first_max", unbuffered.first_max)
+integer_shift = Kernel("integer_shift", unbuffered.integer_shift)
 nonnegative = Kernel("nonnegative", lambda x: x >= 0)
 broadcast_to = Kernel("broadcast_to", np.broadcast_to)
 split = Kernel("split", lambda x, sizes, axis: np.split(x, np.cumsum(sizes)[:-1], axis=axis))
 
 # --- shared primitives: float add / compare / copy, same in every mode ----------
-add = Primitive("add", np.add, elementwise=True)
-sub = Primitive("sub", np.subtract, elementwise=True)
+# (pafree.ops.unbuffered: numpy's buffered iterator multiplies to plan its buffers)
+add = Primitive("add", lambda a, b: unbuffered.apply(np.add, a, b), elementwise=True)
+sub = Primitive("sub", lambda a, b: unbuffered.apply(np.subtract, a, b), elementwise=True)
 neg = Primitive("neg", np.negative)
-where = Primitive("where", lambda a, b, cond: np.where(cond, a, b), elementwise=True)
-sum_ = Primitive("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims))
-max_ = Primitive("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims))
+where = Primitive("where", lambda a, b, cond: unbuffered.where(cond, a, b), elementwise=True)
+sum_ = Primitive("sum", unbuffered.reduce_sum)
+max_ = Primitive("max", unbuffered.reduce_max)
 relu = Primitive("relu", lambda x: np.maximum(x, np.float32(0)))
 reshape = Primitive("reshape", lambda x, shape: np.reshape(x, shape))
 transpose = Primitive("transpose", lambda x, axes: np.transpose(x, axes))

@@ -17,6 +17,7 @@ import numpy as np
 from .. import functional as F
 from ..autograd import no_grad
 from ..indices import index_range
+from ..ops import unbuffered
 from .layers import Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention
 from .module import Module, ModuleList, parameter
 
@@ -293,28 +294,37 @@ class EncoderDecoder(Module):
         scores = np.full((batch, beam), -np.inf, dtype=np.float32)
         scores[:, 0] = 0.0                               # one live hypothesis to start
         finished = np.zeros((batch, beam), dtype=bool)
+        # broadcasting ufuncs, axis reductions and broadcast fancy indices go through
+        # numpy's buffered iterator, which multiplies: flat indices and unbuffered.apply
+        first_rows = unbuffered.apply(np.multiply, sources, beam)      # row of hypothesis 0
         for _ in range(max_len):
             log_probs = self.next_log_probs(prefixes, memory, src_rows)
             vocab = log_probs.shape[1]
-            log_probs = log_probs.reshape(batch, beam, vocab)
             # a finished hypothesis continues only with padding, at no cost
-            log_probs[finished] = -np.inf
-            log_probs[finished, self.pad_id] = 0.0
-            candidates = (scores[:, :, None] + log_probs).reshape(batch, beam * vocab)
-            top = np.argsort(-candidates, axis=1, kind="stable")[:, :beam]
-            scores = candidates[sources[:, None], top]         # np.take_along_axis uses np.arange
+            done = finished.reshape(-1)
+            log_probs = unbuffered.where(done[:, None], np.float32(-np.inf), log_probs)
+            log_probs[:, self.pad_id] = np.where(done, np.float32(0), log_probs[:, self.pad_id])
+            candidates = unbuffered.apply(np.add, scores.reshape(-1, 1),
+                                          log_probs).reshape(batch, beam * vocab)
+            top = np.ascontiguousarray(np.argsort(-candidates, axis=1, kind="stable")[:, :beam])
+            scores = np.take(candidates.reshape(-1), unbuffered.apply(
+                np.add, unbuffered.apply(np.multiply, sources[:, None], beam * vocab), top))
             parent, token = np.divmod(top, vocab)
-            parent_rows = (sources[:, None] * beam + parent).reshape(-1)
-            finished = finished[sources[:, None], parent] | (token == self.eos_id)
+            parent_rows = unbuffered.apply(np.add, first_rows[:, None], parent).reshape(-1)
+            finished = np.take(finished.reshape(-1), parent_rows).reshape(batch, beam) | (
+                token == self.eos_id)
             prefixes = np.concatenate([prefixes[parent_rows], token.reshape(-1, 1)], axis=1)
             if finished.all():
                 break
         # prefer finished hypotheses: unfinished ones count only where none finished
-        ranked = np.where(finished | ~finished.any(axis=1, keepdims=True), scores, -np.inf)
-        choice = ranked.argmax(axis=1)
-        hypotheses = prefixes.reshape(batch, beam, -1)[sources, choice, 1:]
+        first_finished = np.add(first_rows, finished.argmax(axis=1))   # argmax: no iterator
+        any_finished = np.take(finished.reshape(-1), first_finished)
+        keep = unbuffered.apply(np.bitwise_or, finished, ~any_finished[:, None])
+        ranked = unbuffered.where(keep, scores, np.float32(-np.inf))
+        chosen = np.add(first_rows, ranked.argmax(axis=1))
+        hypotheses = prefixes[chosen][:, 1:]
         best = [self.strip(h) for h in hypotheses]
-        return best, scores[sources, choice]
+        return best, np.take(scores.reshape(-1), chosen)
 
     def strip(self, ids):
         """Token ids up to (not including) the first eos, padding removed."""
