@@ -11,7 +11,7 @@ UNARY = {
     "palog2": "E + M for x = 2**E * (1 + M), rounded to nearest float32 (exact for x in [1/4, 4));\n"
               "-inf at 0, NaN below.",
     "pasqrt": "paexp2(palog2(x) ⊘ 2) on the unrounded log: the (bits + ONE) >> 1 trick.",
-    "paexp": "paexp2(log2(e) ⊙ x); its error grows with |x| (see the README).",
+    "paexp": "paexp2(log2(e) ⊙ x); its error grows with |x| (see docs/arithmetic.md).",
     "palog": "palog2(x) ⊘ log2(e).",
     "paexp2_slope": "Exact d paexp2(x)/dx = 2**floor(x).",
     "palog2_slope": "Exact d palog2(x)/dx = 2**-E.",

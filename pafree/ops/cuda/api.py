@@ -267,7 +267,7 @@ def reduce_axes(kernel, x, axis, keepdims, op):
 
 
 def reduce_sum(x, axis=None, keepdims=False):
-    """Float32 sum in increasing index order (numpy's np.sum adds pairwise: see the README)."""
+    """Float32 sum in increasing index order (numpy's np.sum adds pairwise: see docs/cuda.md)."""
     return reduce_axes(sum_axis, x, axis, keepdims, "sum")
 
 

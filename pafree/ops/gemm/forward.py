@@ -7,7 +7,7 @@ bit-identical to a naive scalar loop for any thread count (NaNs compare as
 NaN: which NaN bit pattern comes out of NaN + NaN is the hardware's choice).
 
 How it is fast (GotoBLAS structure, one integer add + one float add per term;
-the identities are named in bits.py, see docs/incoming-gemm.md):
+the identities are named in bits.py, see docs/gemm.md):
 - Both operands are packed once per call into per-thread buffers reused
   between calls. A goes to micro-panels of MR rows: a plane of bits and a
   plane of ``pam_threshold``s; B to panels of NR columns: a plane of
