@@ -28,7 +28,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from gemm import make   # benchmarks/gemm.py
+from gemm import best_time, make   # benchmarks/gemm.py
 from pafree import ops
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,17 +47,6 @@ def import_ops_at(rev):
         (home / "pafree" / "ops").rename(home / name)
     sys.path.insert(0, str(home))
     return importlib.import_module(name)
-
-
-def best(fn, calls):
-    """(best wall time, best process CPU time) over ``calls`` calls."""
-    wall = cpu = float("inf")
-    for _ in range(calls):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        wall = min(wall, time.perf_counter() - w)
-        cpu = min(cpu, time.process_time() - c)
-    return wall, cpu
 
 
 def same_bits(x, y):
@@ -98,7 +87,7 @@ def main():
                         # which side goes first alternates too (the first of a pair was
                         # seen to run a few percent apart on its own)
                         for side in ((old, ops) if round_ % 2 == 0 else (ops, old)):
-                            t = best(lambda: call(side), args.calls)
+                            t = best_time(lambda: call(side), args.calls)
                             if side is old:
                                 t_old = tuple(map(min, t_old, t))
                             else:

@@ -18,7 +18,7 @@ import numpy as np
 from . import config
 from .autograd import registry as R
 from .autograd.tensor import Tensor, _as_array, apply
-from .indices import index_range
+from .ops.indices import index_range, size
 from .ops import bits, unbuffered
 
 LOG2E = np.int32(bits.LOG2E).view(np.float32)      # float32(log2 e), the constant of paexp/palog
@@ -140,9 +140,7 @@ def mean(x, axis=None, keepdims=False, derivative=None):
     x = _tensor(x)
     axis = _axis(axis)
     axes = range(x.ndim) if axis is None else (axis,) if np.ndim(axis) == 0 else axis
-    count = 1
-    for a in axes:
-        count *= x.shape[a]         # int multiplies (math.prod checks overflow with a float one)
+    count = size(x.shape[a] for a in axes)
     return _arith("other", derivative).div(sum(x, axis, keepdims), float(count))
 
 

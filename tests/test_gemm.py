@@ -239,7 +239,8 @@ def test_kernel_audit_finds_no_float_multiply():
 ])
 def test_shape_rules_are_numpys(shape_a, shape_b):
     """gemm.shapes.matmul_shapes: np.matmul's output shape, or a ValueError where it raises."""
-    from pafree.ops.gemm.shapes import matmul_shapes, size
+    from pafree.ops.gemm.shapes import matmul_shapes
+    from pafree.ops.indices import size
     try:
         expect = np.matmul(np.ones(shape_a, F32), np.ones(shape_b, F32)).shape
     except ValueError:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import no_grad
-from ..indices import index_range
+from ..ops.indices import index_range
 from ..ops import unbuffered
 from .layers import Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention
 from .module import Module, ModuleList, parameter

@@ -15,7 +15,9 @@ scatter_add) uses these instead:
   blocks of 128), an inner kept axis row by row. So the bits are numpy's.
 """
 import numpy as np
+from numba.extending import register_jitable
 
+from .indices import size
 from .jit import cpu_kernel
 
 PAIRWISE_BLOCK = 128      # numpy's PW_BLOCKSIZE
@@ -98,9 +100,43 @@ def pairwise_sum(x, start, n):
                 half = sizes[top] // 2
                 half -= half % 8
                 top += 1
-                starts[top], sizes[top], done_left[top] = starts[top - 1] + half, sizes[top - 1] - half, False
+                starts[top], sizes[top] = starts[top - 1] + half, sizes[top - 1] - half
+                done_left[top] = False
                 break
             value = left[top] + value    # it was the right child: this node is done
+
+
+@register_jitable
+def output_strides(dims, reduced):
+    """The flat output's stride of each dim of x: 0 for reduced dims, C order over the kept."""
+    strides = np.zeros(dims.size, np.int64)
+    step = 1
+    for d in range(dims.size - 1, -1, -1):
+        if not reduced[d]:
+            strides[d] = step
+            step *= dims[d]
+    return strides
+
+
+@register_jitable
+def output_index(idx, strides, nd):
+    """The flat output position of the multi-index ``idx`` over its first ``nd`` dims."""
+    o = 0
+    for d in range(nd):
+        o += idx[d] * strides[d]
+    return o
+
+
+@register_jitable
+def next_index(idx, dims, last):
+    """Advance the multi-index ``idx`` over dims 0..last in C order (wrapping at the end)."""
+    d = last
+    while d >= 0:
+        idx[d] += 1
+        if idx[d] < dims[d]:
+            return
+        idx[d] = 0
+        d -= 1
 
 
 @cpu_kernel(name="reduce_sum")
@@ -108,30 +144,17 @@ def _reduce_sum(x, dims, reduced, out):
     """out (zeros, flat) += x (flat, C order, shape ``dims``) over the ``reduced`` dims."""
     nd = dims.size
     inner = dims[nd - 1]
-    ostride = np.zeros(nd, np.int64)
-    step = 1
-    for d in range(nd - 1, -1, -1):
-        if not reduced[d]:
-            ostride[d] = step
-            step *= dims[d]
+    ostride = output_strides(dims, reduced)
     idx = np.zeros(nd, np.int64)
     for base in range(0, x.size, inner):
-        o = 0
-        for d in range(nd - 1):
-            o += idx[d] * ostride[d]
+        o = output_index(idx, ostride, nd - 1)
         if reduced[nd - 1]:
             out[o] += pairwise_sum(x, base, inner)
         else:
             row, acc = x[base:base + inner], out[o:o + inner]
             for j in range(inner):
                 acc[j] += row[j]
-        d = nd - 2
-        while d >= 0:
-            idx[d] += 1
-            if idx[d] < dims[d]:
-                break
-            idx[d] = 0
-            d -= 1
+        next_index(idx, dims, nd - 2)
 
 
 @cpu_kernel(name="reduce_max")
@@ -140,31 +163,18 @@ def _reduce_max(x, dims, reduced, out):
     of equal values (0 and -0) the last (as numpy's max). Starts from the first element of
     each output (max has no identity)."""
     nd = dims.size
-    ostride = np.zeros(nd, np.int64)
-    step = 1
-    for d in range(nd - 1, -1, -1):
-        if not reduced[d]:
-            ostride[d] = step
-            step *= dims[d]
+    ostride = output_strides(dims, reduced)
     seen = np.zeros(out.size, np.bool_)
     idx = np.zeros(nd, np.int64)
     for i in range(x.size):
-        o = 0
-        for d in range(nd):
-            o += idx[d] * ostride[d]
+        o = output_index(idx, ostride, nd)
         v = x[i]
         if not seen[o]:
             out[o] = v
             seen[o] = True
         elif out[o] == out[o] and not v < out[o]:
             out[o] = v
-        d = nd - 1
-        while d >= 0:
-            idx[d] += 1
-            if idx[d] < dims[d]:
-                break
-            idx[d] = 0
-            d -= 1
+        next_index(idx, dims, nd - 1)
 
 
 @cpu_kernel(name="first_max")
@@ -172,29 +182,16 @@ def _first_max(x, dims, reduced, best, mask):
     """mask (flat, zeros) True at the first maximum of x over the ``reduced`` dims (the
     first NaN if any, as np.argmax); ``best``: scratch, one value per output."""
     nd = dims.size
-    ostride = np.zeros(nd, np.int64)
-    step = 1
-    for d in range(nd - 1, -1, -1):
-        if not reduced[d]:
-            ostride[d] = step
-            step *= dims[d]
+    ostride = output_strides(dims, reduced)
     where = np.full(best.size, -1, np.int64)
     idx = np.zeros(nd, np.int64)
     for i in range(x.size):
-        o = 0
-        for d in range(nd):
-            o += idx[d] * ostride[d]
+        o = output_index(idx, ostride, nd)
         v = x[i]
         if where[o] < 0 or (best[o] == best[o] and (v > best[o] or v != v)):
             best[o] = v
             where[o] = i
-        d = nd - 1
-        while d >= 0:
-            idx[d] += 1
-            if idx[d] < dims[d]:
-                break
-            idx[d] = 0
-            d -= 1
+        next_index(idx, dims, nd - 1)
     for o in range(where.size):
         if where[o] >= 0:
             mask[where[o]] = True
@@ -230,13 +227,6 @@ def _plan(x, axis):
     return flat, np.array(dims, np.int64), np.array(reduced, np.bool_), kept
 
 
-def _size(shape):
-    size = 1
-    for n in shape:
-        size *= n           # Python ints: no float multiply (math.prod checks with one)
-    return size
-
-
 def _shaped(out, kept, x_ndim, axis, keepdims):
     out = out.reshape(kept)
     if keepdims:
@@ -254,7 +244,7 @@ def reduce_sum(x, axis=None, keepdims=False):
     if x.dtype != np.float32:
         raise TypeError(f"reduce_sum: expected float32, got {x.dtype}")
     flat, dims, reduced, kept = _plan(x, axis)
-    out = np.zeros(_size(kept), np.float32)
+    out = np.zeros(size(kept), np.float32)
     if flat.size:
         _reduce_sum(flat, dims, reduced, out)
     return _shaped(out, kept, x.ndim, axis, keepdims)
@@ -269,7 +259,7 @@ def reduce_max(x, axis=None, keepdims=False):
     if any(x.shape[a] == 0 for a in axes):
         raise ValueError("reduce_max: zero-size reduction has no identity")
     flat, dims, reduced, kept = _plan(x, axis)
-    out = np.empty(_size(kept), np.float32)
+    out = np.empty(size(kept), np.float32)
     if flat.size:
         _reduce_max(flat, dims, reduced, out)
     return _shaped(out, kept, x.ndim, axis, keepdims)
@@ -281,7 +271,7 @@ def first_max(x, axis):
     flat, dims, reduced, kept = _plan(x, axis)
     mask = np.zeros(x.shape, bool)
     if flat.size:
-        _first_max(flat, dims, reduced, np.empty(_size(kept), np.float32), mask.reshape(-1))
+        _first_max(flat, dims, reduced, np.empty(size(kept), np.float32), mask.reshape(-1))
     return mask
 
 

@@ -14,7 +14,8 @@ from numba import cuda
 
 from .. import elementwise as elementwise_ops
 from ..cpu import float32_array, is_device_array
-from ..gemm.shapes import matmul_shapes, size
+from ..gemm.shapes import matmul_shapes
+from ..indices import size
 from .kernels import (BINARY, FLOAT_BINARY, FLOAT_UNARY, UNARY, adamw_pa_kernel, exact_grad_a,
                       exact_grad_b, first_max_axis, floor_kernel, gather, isfinite_kernel,
                       max_axis, nonnegative_kernel, pam_gemm_small, pam_gemm_tiled, put_kernel,
@@ -236,7 +237,7 @@ def reshape(x, shape):
     x = to_device(x, "reshape")
     shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
     if -1 in shape:
-        known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+        known = size(s for s in shape if s != -1)
         shape = tuple(x.size // known if s == -1 else s for s in shape)
     return x.reshape(shape)
 

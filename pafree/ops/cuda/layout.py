@@ -9,6 +9,7 @@ import numpy as np
 from numba import cuda
 
 from ..cpu import to_host
+from ..indices import index_range, size
 
 # Launch shapes. Results never depend on them (grid-stride loops; every sum in index order).
 # Numba's simulator starts a Python thread per CUDA thread, so there a launch of the
@@ -25,14 +26,17 @@ SMALL_TILE = 8           # the tile when one side of the product is this small o
 def blocks_for(n, threads=THREADS):
     return max(1, min((n + threads - 1) // threads, MAX_BLOCKS))
 
+
 def launch(n):
     """(blocks, threads per block) for a grid-stride loop over n items: a whole number of
     warps, at most THREADS per block (a few-element array gets one warp, not 256 threads)."""
     threads = min(THREADS, max(WARP, (n + WARP - 1) // WARP * WARP))
     return blocks_for(n, threads), threads
 
+
 def as_flat(x, dtype):
     return x.reshape(x.size).view(dtype)
+
 
 def broadcast_strides(shape, out_shape):
     """Element strides of a C-contiguous ``shape`` read as ``out_shape`` (0 on broadcast axes)."""
@@ -44,6 +48,7 @@ def broadcast_strides(shape, out_shape):
         step *= shape[d]
     return tuple(strides)
 
+
 @cache
 def device_geometry(shape, strides):
     """source_index's geometry on the device: a row of element ``strides`` per operand, then
@@ -51,10 +56,12 @@ def device_geometry(shape, strides):
     rows = strides + (shape,)
     return cuda.to_device(np.array(rows, np.int64).reshape(len(rows), len(shape)))
 
+
 def same_shapes(operands):
     """The geometry of operands that all have the output's shape: no columns (source_index's
     fast path), one per operand count."""
     return device_geometry((), ((),) * operands)
+
 
 @cache
 def broadcast_geometry(out_shape, shapes):
@@ -63,10 +70,12 @@ def broadcast_geometry(out_shape, shapes):
         return same_shapes(len(shapes))
     return device_geometry(out_shape, tuple(broadcast_strides(s, out_shape) for s in shapes))
 
+
 def flat_positions(shape):
     """Each element's flat position, as an int64 host array of ``shape`` (made once per call
     of an op, whatever number of parts it indexes)."""
-    return np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
+    return index_range(size(shape)).astype(np.int64, copy=False).reshape(shape)
+
 
 def positions(every, idx):
     """The flat positions that ``idx`` reads from an array, given its ``flat_positions``.
@@ -77,14 +86,15 @@ def positions(every, idx):
     idx = tuple(map(to_host, idx)) if isinstance(idx, tuple) else to_host(idx)
     return np.ascontiguousarray(every[idx])
 
+
 def axis_view(x, axis):
     """x as (outer, n, inner) around ``axis`` (None: all elements as one axis)."""
     shape = tuple(x.shape)
     if axis is None:
         return x.reshape(1, x.size, 1)
     axis %= len(shape)
-    return x.reshape(int(np.prod(shape[:axis], dtype=np.int64)), shape[axis],
-                     int(np.prod(shape[axis + 1:], dtype=np.int64)))
+    return x.reshape(size(shape[:axis]), shape[axis], size(shape[axis + 1:]))
+
 
 def axis_slices(shape, sizes, axis):
     """The index of each consecutive part of ``sizes`` along ``axis``."""

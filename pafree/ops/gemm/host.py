@@ -6,7 +6,7 @@ import numba
 import numpy as np
 
 from ..jit import cpu_kernel
-from .shapes import size
+from ..indices import size
 
 _workspace = threading.local()
 

@@ -1,24 +1,16 @@
 """np.matmul's shape rules, once, for every backend: pure Python on shape tuples.
 
 Nothing here creates an array, so the CPU GEMM and the CUDA host code (whose
-device arrays have shapes but not numpy's methods) share it. Products of
-sizes are plain integer loops (``math.prod`` checks int overflow with a
-double multiply, which the machine-level audit counts).
+device arrays have shapes but not numpy's methods) share it.
 """
 from collections import namedtuple
+
+from ..indices import size
 
 # The operands as stacks of matrices: A as (size(batch_a), m, k), B as
 # (size(batch_b), k, n); their products broadcast to ``batch``; the result has
 # ``out_shape`` (np.matmul's: a 1-D operand's axis dropped again).
 MatmulShapes = namedtuple("MatmulShapes", "batch_a batch_b batch m k n out_shape")
-
-
-def size(shape):
-    """The number of elements of ``shape``: a plain integer product."""
-    total = 1
-    for extent in shape:
-        total = total * extent
-    return total
 
 
 def broadcast_batch(shape_a, shape_b, op):
