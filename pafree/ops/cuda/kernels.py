@@ -13,6 +13,7 @@ from numba.extending import register_jitable
 
 from .. import bits, elementwise
 from ..adamw import adamw_pa_element, as_bits, as_float
+from ..patches import fold_element, unfold_element
 from .layout import SMALL_TILE, TILE
 
 KERNELS = {}             # name -> (kernel, PTX signature): what the PTX audit compiles
@@ -104,6 +105,34 @@ def scatter_add_kernel(out, targets, starts, sources, values):
         for s in range(starts[u], starts[u + 1]):
             acc += values[sources[s]]
         out[targets[u]] = acc
+
+
+# --- convolution patches (pafree.ops.patches); geometry = (kh, kw, sh, sw, ph, pw) -----
+
+@cuda_kernel("void(int32[:, :, :, ::1], int64[::1], int32[:, :, :, ::1])")
+def unfold_kernel(x, geometry, out):
+    """out (N, C*kh*kw, OH, OW) = the patches of x (N, C, H, W), bits, +0.0 in the padding."""
+    kh, kw, sh, sw, ph, pw = geometry[0], geometry[1], geometry[2], geometry[3], geometry[4], geometry[5]
+    rows, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        j = t % ow
+        i = (t // ow) % oh
+        row = (t // (ow * oh)) % rows
+        n = t // (ow * oh * rows)
+        out[n, row, i, j] = unfold_element(x, n, row, i, j, kh, kw, sh, sw, ph, pw)
+
+
+@cuda_kernel("void(float32[:, :, :, ::1], int64[::1], float32[:, :, :, ::1])")
+def fold_kernel(cols, geometry, out):
+    """out (N, C, H, W) = the adjoint of unfold: one thread per element, in fold_element's order."""
+    kh, kw, sh, sw, ph, pw = geometry[0], geometry[1], geometry[2], geometry[3], geometry[4], geometry[5]
+    c_, h_, w_ = out.shape[1], out.shape[2], out.shape[3]
+    for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        w = t % w_
+        h = (t // w_) % h_
+        c = (t // (w_ * h_)) % c_
+        n = t // (w_ * h_ * c_)
+        out[n, c, h, w] = fold_element(cols, n, c, h, w, kh, kw, sh, sw, ph, pw)
 
 
 @cuda_kernel("void(int32[::1], int32[::1])")
