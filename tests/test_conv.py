@@ -248,3 +248,25 @@ def test_conv2d_rejects_integer_tensors():
         F.conv2d(np.zeros((1, 1, 3, 3), np.int32), np.zeros((1, 1, 3, 3), F32))
     with pytest.raises(TypeError, match="weight must be a float tensor"):
         F.conv2d(np.zeros((1, 1, 3, 3), F32), np.zeros((1, 1, 3, 3), bool))
+
+
+@pytest.mark.parametrize("kind", ["exact", "approx"])
+def test_pa_conv_step_passes_the_audit(kind):
+    """Forward and backward of a grouped, strided conv under all the audit's layers: no
+    float multiply anywhere, and the patch kernels among those scanned."""
+    from pafree.audit.step import Audit
+    x, weight, bias, params = make("depthwise x2 stride 3")
+    g = np.ones(F.conv2d(x, weight, **params).shape, F32)
+
+    def step(x, weight, bias, g):
+        X, W, B = (Tensor(a, requires_grad=True) for a in (x, weight, bias))
+        F.conv2d(X, W, B, **params).backward(g)
+
+    with config.mode("pa", matmul="pa-" + kind), Audit() as audit:
+        audit.rehearse(step, *(a.copy() for a in (x, weight, bias, g)))
+        audit.run(step, x, weight, bias, g)
+    report = audit.report()
+    assert report.ok, report.findings
+    assert {"unfold", "fold", "pam_matmul" if kind == "approx" else "pam_matmul_exact_grads"} <= set(
+        report.primitives) | {k.name for k in report.kernels}
+    assert {"unfold", "fold"} <= {k.name for k in report.kernels}

@@ -1,12 +1,12 @@
-"""Convolution patches (im2col) and their adjoint, on NCHW float32 arrays; index work only.
+"""Convolution patches (im2col) and their adjoint on NCHW float32 arrays; index work only.
 
 ``unfold(x, kernel, stride, padding)`` copies every kernel-sized patch of the
 zero-padded x into a column: out[n, (c*kh + di)*kw + dj, i*OW + j] =
 x[n, c, i*sh - ph + di, j*sw - pw + dj], +0.0 where that lies in the padding.
-``fold`` is its adjoint (the vjp of unfold): each input element gathers the
-columns that copied it and adds them in increasing (di, dj) order, starting
-from +0.0, one output per loop iteration (no scatter, no atomics), so the
-bits do not depend on the thread count. Values are moved as int32 bits (NaN
+``fold`` is its adjoint (the vjp of unfold): each input element adds the
+columns that copied it in increasing (di, dj) order, starting from +0.0; one
+thread owns each (n, c) plane (CPU) or element (CUDA), no atomics, so the
+bits do not depend on the thread count or the backend. Values are moved as int32 bits (NaN
 payloads and signed zeros kept); the only float operation is fold's add.
 """
 import numpy as np
@@ -55,7 +55,8 @@ def unfold_element(x, n, row, i, j, kh, kw, sh, sw, ph, pw):
 @register_jitable
 def fold_element(cols, n, c, h, w, kh, kw, sh, sw, ph, pw):
     """fold's out[n, c, h, w] from cols (N, C*kh*kw, OH, OW) float32: the columns that
-    copied x[n, c, h, w], added in increasing (di, dj) from +0.0 (the CPU and CUDA kernels)."""
+    copied x[n, c, h, w], added in increasing (di, dj) from +0.0 (the CUDA kernel, one
+    thread per element; the CPU's _fold adds the same terms in the same order)."""
     oh, ow = cols.shape[2], cols.shape[3]
     acc = np.float32(0.0)
     for di in range(kh):
@@ -72,13 +73,25 @@ def fold_element(cols, n, c, h, w, kh, kw, sh, sw, ph, pw):
 
 @cpu_kernel(parallel=True, name="fold")
 def _fold(cols, kh, kw, sh, sw, ph, pw, out):
-    """cols (N, C*kh*kw, OH, OW) float32 -> out (N, C, H, W) (fold_element)."""
+    """cols (N, C*kh*kw, OH, OW) float32 -> out (N, C, H, W), fold_element's sums: each
+    (n, c) plane starts at +0.0 and the taps (di, dj) are added in increasing order, each
+    reaching an element at most once (the loops of _unfold, without divisions)."""
     n_, c_, h_, w_ = out.shape
+    oh, ow = cols.shape[2], cols.shape[3]
     for nc in prange(n_ * c_):
         n, c = nc // c_, nc % c_
-        for h in range(h_):
-            for w in range(w_):
-                out[n, c, h, w] = fold_element(cols, n, c, h, w, kh, kw, sh, sw, ph, pw)
+        plane = out[n, c]
+        plane[:] = np.float32(0.0)
+        for di in range(kh):
+            for dj in range(kw):
+                src = cols[n, (c * kh + di) * kw + dj]
+                for i in range(oh):
+                    h = i * sh - ph + di
+                    if 0 <= h < h_:
+                        for j in range(ow):
+                            w = j * sw - pw + dj
+                            if 0 <= w < w_:
+                                plane[h, w] += src[i, j]
 
 
 def _float32_nchw(x, op):
