@@ -107,32 +107,25 @@ def scatter_add_kernel(out, targets, starts, sources, values):
         out[targets[u]] = acc
 
 
-# --- convolution patches (pafree.ops.patches); geometry = (kh, kw, sh, sw, ph, pw) -----
+# --- convolution patches (pafree.ops.patches) ------------------------------------------
 
-@cuda_kernel("void(int32[:, :, :, ::1], int64[::1], int32[:, :, :, ::1])")
-def unfold_kernel(x, geometry, out):
-    """out (N, C*kh*kw, OH, OW) = the patches of x (N, C, H, W), bits, +0.0 in the padding."""
-    kh, kw, sh, sw, ph, pw = geometry[0], geometry[1], geometry[2], geometry[3], geometry[4], geometry[5]
-    rows, oh, ow = out.shape[1], out.shape[2], out.shape[3]
-    for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        j = t % ow
-        i = (t // ow) % oh
-        row = (t // (ow * oh)) % rows
-        n = t // (ow * oh * rows)
-        out[n, row, i, j] = unfold_element(x, n, row, i, j, kh, kw, sh, sw, ph, pw)
+def patch_kernel(element, dtype, name):
+    """out[a, b, c, d] = element(src, a, b, c, d, *geometry), one thread per output element;
+    geometry = (kh, kw, sh, sw, ph, pw)."""
+    @cuda_kernel(f"void({dtype}[:, :, :, ::1], int64[::1], {dtype}[:, :, :, ::1])", name)
+    def kernel(src, geometry, out):
+        n1, n2, n3 = out.shape[1], out.shape[2], out.shape[3]
+        for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            a, rest = t // (n1 * n2 * n3), t % (n1 * n2 * n3)
+            b, rest = rest // (n2 * n3), rest % (n2 * n3)
+            out[a, b, rest // n3, rest % n3] = element(
+                src, a, b, rest // n3, rest % n3,
+                geometry[0], geometry[1], geometry[2], geometry[3], geometry[4], geometry[5])
+    return kernel
 
 
-@cuda_kernel("void(float32[:, :, :, ::1], int64[::1], float32[:, :, :, ::1])")
-def fold_kernel(cols, geometry, out):
-    """out (N, C, H, W) = the adjoint of unfold: one thread per element, in fold_element's order."""
-    kh, kw, sh, sw, ph, pw = geometry[0], geometry[1], geometry[2], geometry[3], geometry[4], geometry[5]
-    c_, h_, w_ = out.shape[1], out.shape[2], out.shape[3]
-    for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        w = t % w_
-        h = (t // w_) % h_
-        c = (t // (w_ * h_)) % c_
-        n = t // (w_ * h_ * c_)
-        out[n, c, h, w] = fold_element(cols, n, c, h, w, kh, kw, sh, sw, ph, pw)
+unfold_kernel = patch_kernel(unfold_element, "int32", "unfold_kernel")   # (N, C*kh*kw, OH, OW) bits
+fold_kernel = patch_kernel(fold_element, "float32", "fold_kernel")       # (N, C, H, W), fold's order
 
 
 @cuda_kernel("void(int32[::1], int32[::1])")
