@@ -6,8 +6,9 @@ x[n, c, i*sh - ph + di, j*sw - pw + dj], +0.0 where that lies in the padding.
 ``fold`` is its adjoint (the vjp of unfold): each input element adds the
 columns that copied it in increasing (di, dj) order, starting from +0.0; one
 thread owns each (n, c) plane (CPU) or element (CUDA), no atomics, so the
-bits do not depend on the thread count or the backend. Values are moved as int32 bits (NaN
-payloads and signed zeros kept); the only float operation is fold's add.
+bits do not depend on the thread count or the backend. Values are moved as
+int32 bits (NaN payloads and signed zeros kept); the only float operation is
+fold's add.
 """
 import numpy as np
 from numba import prange

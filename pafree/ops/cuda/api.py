@@ -18,10 +18,10 @@ from ..cpu import float32_array, is_device_array
 from ..gemm.shapes import matmul_shapes
 from ..indices import size
 from .kernels import (BINARY, FLOAT_BINARY, FLOAT_UNARY, UNARY, adamw_pa_kernel, exact_grad_a,
-                      exact_grad_b, first_max_axis, floor_kernel, gather, isfinite_kernel,
-                      max_axis, nonnegative_kernel, pam_gemm_small, pam_gemm_tiled, put_kernel,
-                      scatter_add_kernel, sum_axis, take_kernel, fold_kernel, unfold_kernel,
-                      where_kernel)
+                      exact_grad_b, first_max_axis, floor_kernel, fold_kernel, gather,
+                      isfinite_kernel, max_axis, nonnegative_kernel, pam_gemm_small,
+                      pam_gemm_tiled, put_kernel, scatter_add_kernel, sum_axis, take_kernel,
+                      unfold_kernel, where_kernel)
 from .layout import (SMALL_TILE, TILE, as_flat, axis_slices, axis_view, broadcast_geometry,
                      broadcast_strides, device_geometry, flat_positions, launch,
                      positions)
@@ -320,7 +320,8 @@ def matmul_operands(a, b, op, transpose_a=False, transpose_b=False):
     shapes = matmul_shapes(a.shape, b.shape, op, transpose_a, transpose_b)
     a = swap_last_axes(a) if transpose_a else a
     b = swap_last_axes(b) if transpose_b else b
-    a, b = (x if size(batch) in (1, size(shapes.batch)) else broadcast_to(x, shapes.batch + tuple(x.shape[-2:]))
+    a, b = (x if size(batch) in (1, size(shapes.batch))
+            else broadcast_to(x, shapes.batch + tuple(x.shape[-2:]))
             for x, batch in ((a, shapes.batch_a), (b, shapes.batch_b)))
     a3 = a.reshape(size(a.shape[:-2]) if a.ndim > 1 else 1, shapes.m, shapes.k).view(np.int32)
     b3 = b.reshape(size(b.shape[:-2]) if b.ndim > 1 else 1, shapes.k, shapes.n).view(np.int32)
