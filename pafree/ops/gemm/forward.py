@@ -25,6 +25,9 @@ the identities are named in bits.py, see docs/gemm.md):
   panels), the row blocks shrinking until every thread has work (K is never
   split). Many small products (attention heads) instead run one task per
   batch element that packs its own operands into L2 and multiplies them.
+- The tile loops and kernels are compiled per vector width
+  (``gemm_kernels``); ``THIS_CPU`` is the one tuning.py picks for this CPU
+  (512 bits with AVX-512: LLVM's own choice on Intel, 256, spills the tile).
 
 Transposed operands are read in place by the packing; a product with few
 columns is computed as (B^T A^T)^T, which PAM's commutativity makes the same

@@ -28,6 +28,8 @@ reads dY in place).
   MR-wide panels for db). P is the tile's own MR x NR block of mantissas.
 - Tasks are (batch element, block of row micro-panels, column panel), the
   blocks shrinking until every thread has work.
+- The tile loops are compiled per vector width (``derivative_kernels``,
+  tuning.py); ``THIS_CPU`` is this CPU's variant.
 Cost: three int ops and one float add per term against the forward GEMM's
 one and one; measured about 2x the forward GEMM per derivative (so about 4x
 for both), against about 35x for the plain loops over the scalar functions
