@@ -211,3 +211,17 @@ def test_every_vector_width_gives_the_same_bits(vector_bits, monkeypatch):
     for name in ("pam_gemm_packed", "pam_gemm_batched", "exact_grad_a", "exact_grad_b"):
         counts, forbidden = scan_dispatcher(KERNELS[tuning.kernel_name(name, vector_bits)])
         assert forbidden == [] and counts.get("asm float add", 0) > 0, name
+
+
+def test_kernels_load_from_the_disk_cache_in_a_new_process():
+    """Numba keys a closure's disk-cache entry on its free variables, pickled: the factories'
+    kernels must pickle the same in every process, or every process compiles them again."""
+    import subprocess
+    import sys
+    code = ("import hashlib; from numba.core.serialize import dumps; from pafree.ops.jit import "
+            "KERNELS; print([hashlib.sha256(dumps([c.cell_contents for c in "
+            "KERNELS[n].py_func.__closure__])).hexdigest() for n in "
+            "('pam_gemm_packed', 'pam_gemm_batched', 'exact_grad_a', 'exact_grad_b')])")
+    keys = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout for _ in range(2)]
+    assert keys[0] == keys[1] and len(keys[0]) > 200

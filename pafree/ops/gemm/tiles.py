@@ -63,6 +63,14 @@ def as_float(typingctx, x):
     return types.float32(types.int32), codegen
 
 
+# Numba's disk cache keys a closure on its free variables, pickled; the kernels of the
+# factories (gemm_kernels, derivative_kernels) pickle their local tile loops by value, and
+# with them these intrinsics, whose pickled id is a fresh uuid per process unless set: a
+# fixed id keeps the key, and so the cached machine code, the same in every process.
+for _name, _intrinsic in (("stack_tile", stack_tile), ("as_float", as_float)):
+    _intrinsic._set_uuid(f"{__name__}.{_name}")
+
+
 def tile_machinery(rows, cols):
     """(load, store, open_tile, close_tile) for rows x cols tiles."""
     @register_jitable
