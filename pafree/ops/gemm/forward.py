@@ -27,7 +27,7 @@ the identities are named in bits.py, see docs/gemm.md):
   batch element that packs its own operands into L2 and multiplies them.
 - The tile loops and kernels are compiled per vector width
   (``gemm_kernels``); ``THIS_CPU`` is the one tuning.py picks for this CPU
-  (512 bits with AVX-512: LLVM's own choice on Intel, 256, spills the tile).
+  (512 bits with AVX-512: at LLVM's Intel default of 256 the tile spills).
 
 Transposed operands are read in place by the packing; a product with few
 columns is computed as (B^T A^T)^T, which PAM's commutativity makes the same
