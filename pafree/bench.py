@@ -172,7 +172,7 @@ def rows(quick, sizes=None, elements=None, tasks=None):
                 (pam, _), (blas, _) = measure_gemm(a, b, threads, rounds)
                 target = None if limit is None else TARGET_OVER_LIMIT * limit
                 yield f"GEMM {n}^3 {kind}", threads, pam, blas, limit, target
-    count = elements or (2_000_000 if quick else 10_000_000)
+    count = elements or 10_000_000       # 40 MB per operand: memory bound, as in use
     with ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS) as pool:
         for threads in all_threads:
             numba.set_num_threads(threads)
@@ -195,11 +195,11 @@ def rows(quick, sizes=None, elements=None, tasks=None):
 
 def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
-                        help="1024^3 only, fewer rounds, 2M elements, 3 steps: about a minute")
+                        help="1024^3 only, fewer rounds and repeats, 3 steps: about a minute")
     parser.add_argument("--sizes", type=int, nargs="+", default=None,
                         help="GEMM sizes n (n^3), default 1024 (quick) or 1024 2048")
     parser.add_argument("--elements", type=int, default=None,
-                        help="elementwise operand size, default 2M (quick) or 10M")
+                        help="elementwise operand size, default 10M")
     parser.add_argument("--tasks", nargs="+", default=None, help="default: every task")
 
 
