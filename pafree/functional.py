@@ -43,8 +43,17 @@ class Arith:
     def log2(self, x): return apply(self._log2, x, kind=self.kind)
     def sqrt(self, x): return apply(self._sqrt, x, kind=self.kind)
     def matmul(self, a, b): return apply(self._matmul, a, b, kind=self.kind)
-    def exp(self, x): return self.exp2(self.mul(x, LOG2E))
-    def log(self, x): return self.div(self.log2(x), LOG2E)
+
+    def exp(self, x):
+        if self.kind == "approx":       # one node, the analytic rule dx = dY ⊙ Y (SPEC section 4)
+            return apply(R.paexp, x, kind="approx")
+        return self.exp2(self.mul(x, LOG2E))    # exact and float: through the graph
+
+    def log(self, x):
+        if self.kind == "approx":       # one node, the analytic rule dx = dY ⊘ x
+            return apply(R.palog, x, kind="approx")
+        return self.div(self.log2(x), LOG2E)
+
     def pow(self, x, p): return self.exp2(self.mul(p, self.log2(x)))
 
 
