@@ -29,7 +29,7 @@ def setting_value(text):
 
 def add_arguments(parser):
     parser.add_argument("--task", default="digits", choices=sorted(TASKS),
-                        help="digits (ViT), numbers (German->English encoder-decoder), "
+                        help="digits (ViT), numbers, dates (German->English encoder-decoders), "
                              "addition (decoder-only LM); default digits")
     parser.add_argument("--mode", default="pa", choices=MODES,
                         help="standard = float baseline; pa-matmul = PA matmuls only; "
