@@ -220,6 +220,7 @@ def figure(results, metric, path, title):
         ax.axhline(means[names.index("baseline")], color="k", linestyle="--", linewidth=1,
                    label="float baseline")
         ax.legend(loc="lower left")
+    ax.set_ylim(bottom=0)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel(f"test {metric.replace('_', ' ')}" + (" (%)" if scale == 100 else ""))
     ax.set_title(title)
