@@ -28,6 +28,7 @@ def test_grid_is_the_papers_table_3():
     for i, o in enumerate(combined):        # one component more each row, in the paper's order
         assert list(o) == order[:i + 1]
     assert combined[-1] == config.PRESETS["pa"]       # the paper's everything-PA setting
+    assert [o for _, g, o in rows if g == "picked"] == [combined[-1] | {"loss": "pa-approx"}]
     offsets = [o for _, g, o in rows if g == "offset"]
     assert [o["pam_offset"] for o in offsets] == [ab.ALPHA, ab.ALPHA]
     assert {k: v for k, v in offsets[1].items() if k != "pam_offset"} == combined[-1]

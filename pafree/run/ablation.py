@@ -4,8 +4,10 @@ The grid (``grid()``): the float baseline; each component (matmul, norm, softmax
 other) piecewise affine alone, with exact and with approx derivatives; the optimizer PA
 alone; then the components combined one by one in the paper's order (matmul, norm, softmax,
 loss, other, optimizer), each with the paper's kind (approx everywhere except exact for the
-loss; the last row is the ``pa`` preset); and the output offset alpha of the paper's section
-2.7 on the PA matmuls, alone and on top of everything. Settings with the same configuration
+loss; the last row is the ``pa`` preset); everything PA with the loss's approx derivative
+instead (on dates the single-component rows rank the loss's kinds the other way round); and
+the output offset alpha of the paper's section 2.7 on the PA matmuls, alone and on top of
+everything. Settings with the same configuration
 are run once (the first combined row is "matmul approx").
 
 Each (setting, seed) is one ``pafree train`` subprocess with its own run directory under
@@ -48,6 +50,8 @@ def grid():
         combined = combined | ({"optim": "pa"} if c == "optim" else {c: "pa-" + PAPER_KIND[c]})
         name = "+ optimizer" if c == "optim" else f"+ {c} {PAPER_KIND[c]}"
         rows.append((name, "combined", dict(combined)))
+    # the kinds picked from this task's own single-component rows, where they differ from the paper's
+    rows.append(("everything, loss approx", "picked", combined | {"loss": "pa-approx"}))
     rows.append((f"matmul approx, alpha {ALPHA}", "offset", {"matmul": "pa-approx", "pam_offset": ALPHA}))
     rows.append((f"everything, alpha {ALPHA}", "offset", combined | {"pam_offset": ALPHA}))
     return rows
@@ -207,7 +211,8 @@ def figure(results, metric, path, title):
     means = [(s[0] or 0) * scale for s in stats.values()]
     low = [m - (s[1] or 0) * scale if s[3] else 0 for m, s in zip(means, stats.values())]
     high = [(s[2] or 0) * scale - m if s[3] else 0 for m, s in zip(means, stats.values())]
-    colors = {"baseline": "0.5", "alone": "tab:blue", "combined": "tab:orange", "offset": "tab:green"}
+    colors = {"baseline": "0.5", "alone": "tab:blue", "combined": "tab:orange", "picked": "tab:purple",
+              "offset": "tab:green"}
     group = {r["setting"]: r["group"] for r in results}
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(names) + 2), 4.5))
     ax.bar(range(len(names)), means, yerr=[low, high], capsize=3,
