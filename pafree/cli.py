@@ -14,6 +14,7 @@ COMMANDS = {
     "figures": ("pafree.figures", "Regenerate the paper's figures and pafree's own"),
     "bench": ("pafree.bench", "Time pafree beside float32 on this machine: GEMM, elementwise, "
                               "training steps"),
+    "ablation": ("pafree.run.ablation", "Run the paper's component ablation (its Table 3) on a task"),
 }
 
 

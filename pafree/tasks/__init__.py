@@ -5,6 +5,7 @@
 - ``digits``   the 8x8 handwritten digits of scikit-learn, for a small ViT (accuracy);
 - ``numbers``  German number words -> English number words, for an encoder-decoder
                (exact match and BLEU);
+- ``dates``    German dates -> English dates, harder than numbers (the ablation's task);
 - ``addition`` integer addition for a decoder-only LM, optionally with position coupling
                (exact match per operand length, including lengths longer than trained).
 
@@ -20,6 +21,7 @@ TASKS = {
     "digits": ("pafree.tasks.digits", "DigitsTask"),
     "numbers": ("pafree.tasks.numbers", "NumbersTask"),
     "addition": ("pafree.tasks.addition", "AdditionTask"),
+    "dates": ("pafree.tasks.dates", "DatesTask"),
 }
 
 
