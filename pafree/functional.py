@@ -110,7 +110,14 @@ def matmul(a, b, derivative=None):
         np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
-    return _arith("matmul", derivative).matmul(a, b)
+    precision = config.precision_of()
+    if precision == "fp32":
+        return _arith("matmul", derivative).matmul(a, b)
+    # mixed precision: operands and output rounded to the format, and (round_to's rule) the
+    # output's gradient and the operands' gradients too; the float32 GEMM between is exact
+    # on the format's values as long as its results stay in the format's range (docs/arithmetic.md)
+    a, b = (apply(R.round_to, x, precision=precision) for x in (a, b))
+    return apply(R.round_to, _arith("matmul", derivative).matmul(a, b), precision=precision)
 
 
 # --- ops with no multiplication: the same in every mode ------------------------------

@@ -195,3 +195,17 @@ def test_mixed_formats_raise():
         ops.pam(np.ones(2, ml_dtypes.bfloat16), np.ones(2, np.float32))
     with pytest.raises(TypeError, match="mixed dtypes"):
         ops.pad(np.ones(2, np.float16), np.ones(2, ml_dtypes.bfloat16))
+
+
+@pytest.mark.slow
+def test_exhaustive_formats():
+    """All 2**32 pairs of PAM and PAD and all 2**16 inputs of the unary ops, in both 16-bit
+    formats (minutes; benchmarks/exhaustive.py --formats)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "exhaustive.py"
+    spec = importlib.util.spec_from_file_location("exhaustive", path)
+    exhaustive = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exhaustive)
+    results = exhaustive.check_formats(progress=False)
+    assert {key: count for key, (count, _, _) in results.items()} == dict.fromkeys(results, 0)

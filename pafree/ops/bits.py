@@ -154,7 +154,23 @@ def bit_logic(EXP_BITS, MANT_BITS):
         def from_float32(r):
             """float32 bits in float32: as they are."""
             return np.int32(r)
+
+        @register_jitable
+        def to_float32(x):
+            """float32 bits in float32: as they are."""
+            return np.int32(x)
     else:
+        @register_jitable
+        def to_float32(x):
+            """The float32 bits of the format's value x: exact (a wider format), with the
+            exponent rebiased; subnormal x flushes to signed zero, NaN -> float32's QNAN."""
+            m = np.int32(x & MAG)
+            r = np.int32(np.int32(m << F32_SHIFT) + ((127 - BIAS) << 23))
+            r = np.int32(0 if m < MIN_NORMAL else r)
+            r = np.int32(0x7F800000 if m >= INF else r)
+            sign = np.int32(np.int32(x >> 31) & -0x80000000)
+            return np.int32(0x7FC00000 if m > INF else sign | r)
+
         @register_jitable
         def from_float32(r):
             """The format's bits of the float32 with bits r: rounded to nearest even, flushed

@@ -56,6 +56,34 @@ LOW_PRECISION = {np.dtype(ml_dtypes.bfloat16): format_kernels(bits.BFLOAT16, "_b
                  np.dtype(np.float16): format_kernels(bits.FLOAT16, "_fp16")}
 
 
+def rounding_kernel(fmt, name):
+    """The kernel rounding float32 bits to the format ``fmt`` and back: out[i] holds the
+    float32 bits of x[i] rounded to the format (nearest even; flushed below its normal
+    range, inf above). Integer work only (bits.from_float32, bits.to_float32)."""
+    narrow, widen = fmt.from_float32, fmt.to_float32
+
+    @cpu_kernel(name=name)
+    def kernel(x, out):
+        for i in range(x.size):
+            out[i] = widen(narrow(x[i]))
+    return kernel
+
+
+ROUNDING = {"bf16": rounding_kernel(bits.BFLOAT16, "round_bf16"),
+            "fp16": rounding_kernel(bits.FLOAT16, "round_fp16")}
+
+
+def round_to(x, precision):
+    """float32 x rounded to the precision's format ("bf16" or "fp16"; "fp32": x itself),
+    as float32 values (every value of those formats is a float32)."""
+    if precision == "fp32":
+        return x
+    x = float32_array(x, "round_to")
+    out = np.empty(x.shape, np.float32)
+    ROUNDING[precision](as_bits(x, x.shape), as_bits(out, out.shape))
+    return out
+
+
 def low_precision_dtype(arrays, op):
     """The 16-bit format of the inputs (None for float32 work): the dtype of every array
     input when one is bfloat16 or float16; Python scalars join in that format."""
