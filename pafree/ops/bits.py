@@ -1,7 +1,7 @@
 """The piecewise affine arithmetic on float bit patterns: single source of truth.
 
 Every function here takes and returns int32 *values* (the bit patterns of
-float32 numbers, as signed integers) and uses only integer add, subtract,
+float32 numbers, as signed integers; of a narrower format, sign-extended) and uses only integer add, subtract,
 shift, mask, compare, min/max and select, plus palog2's int32 -> float32
 conversion (``int_to_float``). They are plain Python (callable on
 Python ints for teaching and debugging; they then return numpy int32
@@ -43,9 +43,8 @@ Semantics (SPEC sections 2-4), decisions worth knowing:
 
 The code is written once for any binary format (``bit_logic(exponent bits,
 mantissa bits)``, SPEC section 7): float32 (the plain names of this module),
-bfloat16 and float16 are its instances, each compiled with its own constants.
-palog2 rounds to nearest even in the format (exact in the 16-bit formats
-before that rounding).
+bfloat16 and float16 are its instances, each compiled with its own constants;
+palog2 rounds E + M to nearest even in the format.
 """
 from types import SimpleNamespace
 
@@ -119,7 +118,8 @@ def bit_logic(EXP_BITS, MANT_BITS):
 
     @register_jitable
     def fixed(x):
-        """floor(x * 2**MANT_BITS) for |x| < BIAS + 1 (2**7 for float32), from its bits; zero for subnormals.
+        """floor(x * 2**MANT_BITS) for |x| < BIAS + 1 (2**7 for float32), from its bits;
+        zero for subnormals.
 
         Pure integer work: the significand shifted by the exponent. A negative x
         rounds toward -inf with the identity floor(-y) = ~((y' - 1) >> s), where
@@ -129,7 +129,7 @@ def bit_logic(EXP_BITS, MANT_BITS):
         m = np.int32(x & MAG)
         neg = np.int32(x >> 31)                   # -1 for negative x, else 0
         e = np.int32((m >> MANT_BITS) - BIAS)
-        sig = np.int32((m & MANT) | MIN_NORMAL)    # 1.M as an integer scaled by 2**23
+        sig = np.int32((m & MANT) | MIN_NORMAL)    # 1.M as an integer scaled by 2**MANT_BITS
         left = np.int32(min(max(e, 0), EXP_BITS - 2))  # e <= 6 for |x| < 128
         right = np.int32(min(max(-e, 0), 31))
         f = np.int32(np.int32(np.int32(sig << left) + neg) >> right) ^ neg
