@@ -202,7 +202,8 @@ class Reference:
         return self.power_of_two(0, -math.ceil(Fraction(e, 2)) - 1)
 
 
-FORMATS = {"float32": Reference(8, 23), "bfloat16": Reference(8, 7), "float16": Reference(5, 10)}
+FORMATS = {"float32": Reference(8, 23), "bfloat16": Reference(8, 7), "float16": Reference(5, 10),
+           "float8_e5m2": Reference(5, 2)}
 
 
 # ---- compiled integer PAM and PAD for the exhaustive pair check ------------------------------

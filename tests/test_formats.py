@@ -1,7 +1,8 @@
-"""The PA primitives on bfloat16 and float16 (SPEC section 7): bit for bit against the
-independent per-format reference (tests/reference_formats.py), the error bounds of SPEC
-section 2 in each format, and the dtype dispatch. The exhaustive checks (every input pair
-of PAM and PAD, every input of the unary ops) are in benchmarks/exhaustive.py (-m slow here)."""
+"""The PA primitives on bfloat16, float16 and float8_e5m2 (SPEC section 7): bit for bit
+against the independent per-format reference (tests/reference_formats.py), the error bounds
+of SPEC section 2 in each format, and the dtype dispatch. The exhaustive checks of the 16-bit
+formats (every input pair of PAM and PAD, every input of the unary ops) are in
+benchmarks/exhaustive.py (-m slow here); float8_e5m2's is a test here."""
 import math
 from fractions import Fraction
 
@@ -17,7 +18,8 @@ from pafree.ops import bits
 from reference_formats import FORMATS as REFERENCES
 from test_ops import BINARY, UNARY
 
-DTYPES = {"bfloat16": np.dtype(ml_dtypes.bfloat16), "float16": np.dtype(np.float16)}
+DTYPES = {"bfloat16": np.dtype(ml_dtypes.bfloat16), "float16": np.dtype(np.float16),
+          "float8_e5m2": np.dtype(ml_dtypes.float8_e5m2)}
 F_STAR = 1 / math.log(2) - 1
 PAEXP2_BOUND = (1 + F_STAR) * 2 ** -F_STAR - 1                 # 0.0615
 PALOG2_BOUND = F_STAR - math.log2(1 + F_STAR)                  # -0.0861
@@ -36,13 +38,28 @@ def special_bits(fmt):
     return sorted(set(mags) | {m + f.SIGN for m in mags})
 
 
+def int_type(fmt):
+    return np.dtype(f"i{DTYPES[fmt].itemsize}")
+
+
+def every_pattern(fmt):
+    """(low, high): the sign-extended bit values of the format are low <= x < high."""
+    half = 1 << (8 * DTYPES[fmt].itemsize - 1)
+    return -half, half
+
+
 def as_format(values, fmt):
-    return np.array(values, np.int16).view(DTYPES[fmt])
+    return np.array(values, int_type(fmt)).view(DTYPES[fmt])
+
+
+def bits_of(array):
+    return array.view(f"i{array.dtype.itemsize}").tolist()
 
 
 def format_bits(fmt):
     """Any bit pattern of the format, biased towards the special values."""
-    return st.one_of(st.integers(-(1 << 15), (1 << 15) - 1), st.sampled_from(special_bits(fmt)))
+    low, high = every_pattern(fmt)
+    return st.one_of(st.integers(low, high - 1), st.sampled_from(special_bits(fmt)))
 
 
 @pytest.mark.parametrize("fmt", list(DTYPES))
@@ -52,7 +69,7 @@ def test_matches_reference_on_random_and_special_bits(fmt, name):
     the kernels on arrays of the dtype and the plain-Python bit logic alike."""
     rng = np.random.default_rng(18)
     special = special_bits(fmt)
-    random = rng.integers(-(1 << 15), 1 << 15, 3000).tolist()
+    random = rng.integers(*every_pattern(fmt), 3000).tolist()
     reference, logic = getattr(REFERENCES[fmt], name), getattr(bits.FORMATS[fmt], name)
     fn = getattr(ops, name)
     if name in UNARY:
@@ -60,7 +77,7 @@ def test_matches_reference_on_random_and_special_bits(fmt, name):
         expected = [reference(x) for x in xs]
         got = fn(as_format(xs, fmt))
         assert got.dtype == DTYPES[fmt]
-        assert got.view(np.int16).tolist() == expected
+        assert bits_of(got) == expected
         assert [int(logic(x)) for x in xs[:300]] == expected[:300]
     else:
         pairs = [(a, b) for a in special for b in special] + list(zip(random, random[::-1]))
@@ -68,7 +85,7 @@ def test_matches_reference_on_random_and_special_bits(fmt, name):
         expected = [reference(x, y) for x, y in pairs]
         got = fn(as_format(a, fmt), as_format(b, fmt))
         assert got.dtype == DTYPES[fmt]
-        assert got.view(np.int16).tolist() == expected
+        assert bits_of(got) == expected
         assert [int(logic(x, y)) for x, y in pairs[:300]] == expected[:300]
 
 
@@ -78,7 +95,7 @@ def test_properties_match_reference(fmt, data):
     name = data.draw(st.sampled_from(UNARY + BINARY))
     args = [data.draw(format_bits(fmt)) for _ in range(1 if name in UNARY else 2)]
     got = getattr(ops, name)(*(as_format([x], fmt) for x in args))
-    assert got.view(np.int16).tolist() == [getattr(REFERENCES[fmt], name)(*args)]
+    assert bits_of(got) == [getattr(REFERENCES[fmt], name)(*args)]
 
 
 @pytest.mark.parametrize("name", UNARY + BINARY)
@@ -97,19 +114,23 @@ def test_format_reference_agrees_with_float32_reference(name):
 @pytest.mark.parametrize("fmt", list(DTYPES))
 def test_from_float32_rounds_like_the_cast_on_normal_results(fmt):
     """Round to nearest even as ml_dtypes/numpy cast, except: results the cast makes
-    subnormal flush to signed zero, and every NaN becomes the canonical one."""
+    subnormal flush to signed zero, float32 subnormals count as zero, and every NaN
+    becomes the canonical one."""
     f = bits.FORMATS[fmt]
     rng = np.random.default_rng(3)
+    tiny_up = [f.TINY_UP + d for d in (-1, 0, 1)]          # around rounding up to the smallest normal
     x = np.concatenate([rng.integers(-(1 << 31), 1 << 31, 4000),
                         np.array([0x7F800000, 0xFF800000, 0x7FC00001, 0x477FF000, 0x477FEFFF,
-                                  0x38800000, 0x387FFFFF, 0x33800000], np.int64)]).astype(np.uint32)
+                                  0x38800000, 0x387FFFFF, 0x33800000, 0x007F8000] + tiny_up,
+                                 np.int64)]).astype(np.uint32)
     x = x.view(np.int32)[::-1]        # the special patterns first
     got = np.array([f.from_float32(int(v)) for v in x[:4000]], np.int64)
     with np.errstate(invalid="ignore", over="ignore"):
         cast = x[:4000].view(np.float32).astype(DTYPES[fmt])
-    expected = cast.view(np.int16).astype(np.int64)
+    expected = cast.view(int_type(fmt)).astype(np.int64)
     mag = expected & f.MAG
-    expected = np.where(mag < f.MIN_NORMAL, expected & f.SIGN, expected)
+    tiny = (mag < f.MIN_NORMAL) | (np.abs(x[:4000].view(np.float32)) < np.finfo(np.float32).tiny)
+    expected = np.where(tiny, expected & f.SIGN, expected)
     expected = np.where(np.isnan(cast.astype(np.float32)), f.QNAN, expected)
     assert got.tolist() == expected.tolist()
 
@@ -138,7 +159,7 @@ def half_range(fmt):
 
 
 def run(name, fmt, *args):
-    return int(getattr(ops, name)(*(as_format([x], fmt) for x in args)).view(np.int16)[0])
+    return bits_of(getattr(ops, name)(*(as_format([x], fmt) for x in args)))[0]
 
 
 @pytest.mark.parametrize("fmt", list(DTYPES))
@@ -188,6 +209,20 @@ def test_dtype_in_dtype_out_and_scalars_join(fmt):
     assert ops.pam(x, 2.0).tolist() == ops.pam(x, np.array(2.0, DTYPES[fmt])).tolist()
     assert ops.pad_slope(x, x)[1].dtype == DTYPES[fmt]
     assert ops.palog2(x).shape == (1, 2)
+
+
+@pytest.mark.parametrize("name", UNARY + BINARY)
+def test_float8_e5m2_exhaustive(name):
+    """Every input (every pair for binary ops) of float8_e5m2 against the exact reference."""
+    xs = list(range(*every_pattern("float8_e5m2")))
+    reference = getattr(REFERENCES["float8_e5m2"], name)
+    if name in UNARY:
+        assert bits_of(getattr(ops, name)(as_format(xs, "float8_e5m2"))) == [reference(x) for x in xs]
+    else:
+        a, b = np.meshgrid(xs, xs)
+        got = bits_of(getattr(ops, name)(as_format(a.ravel(), "float8_e5m2"),
+                                          as_format(b.ravel(), "float8_e5m2")))
+        assert got == [reference(x, y) for x, y in zip(a.ravel().tolist(), b.ravel().tolist())]
 
 
 def test_mixed_formats_raise():

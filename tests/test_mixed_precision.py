@@ -24,10 +24,12 @@ FORMATS = {"bf16": bits.BFLOAT16, "fp16": bits.FLOAT16}
 
 
 def flushed_cast(x, precision):
-    """x cast to the format by ml_dtypes/numpy and back, subnormal results flushed to zero."""
+    """x cast to the format by ml_dtypes/numpy and back, subnormal results (and float32
+    subnormal inputs) flushed to zero."""
     with np.errstate(over="ignore"):
         y = x.astype(DTYPES[precision]).astype(np.float32)
-    tiny = np.abs(y) < np.float32(2.0) ** (1 - FORMATS[precision].BIAS)
+    tiny = (np.abs(y) < np.float32(2.0) ** (1 - FORMATS[precision].BIAS)) | \
+        (np.abs(x) < np.finfo(np.float32).tiny)
     return np.where(tiny, np.copysign(np.float32(0), y), y)
 
 
@@ -36,7 +38,8 @@ def test_round_to_is_the_cast_with_subnormals_flushed(precision):
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.standard_normal(50_000).astype(np.float32),
                         rng.integers(-2**31, 2**31, 50_000).astype(np.int32).view(np.float32),
-                        np.float32([0, -0.0, np.inf, -np.inf, 65519, 65520, 3.4e38, 1e-40])])
+                        np.float32([0, -0.0, np.inf, -np.inf, 65519, 65520, 3.4e38, 1e-40]),
+                        np.int32([FORMATS[precision].TINY_UP + d for d in (-1, 0, 1)]).view(np.float32)])
     x = x[~np.isnan(x)]
     got = cpu.round_to(x, precision)
     assert got.view(np.int32).tolist() == flushed_cast(x, precision).view(np.int32).tolist()

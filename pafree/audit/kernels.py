@@ -255,8 +255,8 @@ def scan_dispatcher(dispatcher):
 
 
 def compile_ops_kernels():
-    """Run every kernel of pafree.ops once on small inputs (float32 bits; int16 for the
-    bfloat16/float16 kernels), compiling it."""
+    """Run every kernel of pafree.ops once on small inputs (float32 bits; int16 / int8 for
+    the narrow formats' kernels), compiling it."""
     from .. import ops
     from ..ops import adamw, cpu, unbuffered
     x = np.linspace(-3.0, 3.0, 12, dtype=np.float32).reshape(3, 4)
@@ -267,8 +267,8 @@ def compile_ops_kernels():
         kernel(x_bits, x_bits[::-1].copy(), out)
     for kernel in cpu.ROUNDING.values():
         kernel(x_bits, out)
-    h_bits, h_out = x_bits.astype(np.int16), np.empty(12, np.int16)   # the 16-bit formats' kernels
-    for unary, binary in cpu.LOW_PRECISION.values():
+    for dtype, (unary, binary) in cpu.LOW_PRECISION.items():         # the narrow formats' kernels
+        h_bits, h_out = x_bits.astype(f"i{dtype.itemsize}"), np.empty(12, f"i{dtype.itemsize}")
         for kernel in (k for pair in unary.values() for k in pair):
             kernel(h_bits, h_out)
         for kernel in (k for pair in binary.values() for k in pair):

@@ -79,6 +79,10 @@ def bit_logic(EXP_BITS, MANT_BITS):
     EXP2_LO = -(BIAS - 1)
     EXP2_SAT = (BIAS + EXP_BITS - 1) << MANT_BITS  # bits(2**7) = bits(BIAS + 1): |x| from here saturates
     F32_SHIFT = 23 - MANT_BITS              # float32 mantissa bits the format lacks
+    # float32 bits of 2**(1 - BIAS) * (1 - 2**-(MANT_BITS + 1)): the smallest magnitude that
+    # rounds (on the subnormal grid) to the smallest normal; float32's own smallest normal
+    # for formats with its exponent range
+    TINY_UP = max(((128 - BIAS) << 23) - (1 << F32_SHIFT), 0x00800000)
 
 
     @register_jitable
@@ -173,17 +177,22 @@ def bit_logic(EXP_BITS, MANT_BITS):
 
         @register_jitable
         def from_float32(r):
-            """The format's bits of the float32 with bits r: rounded to nearest even, flushed
-            to signed zero below the normal range, signed inf above it, NaN -> QNAN.
+            """The format's bits of the float32 with bits r: rounded to nearest even (as
+            the cast), except that a result below the normal range (a subnormal of the
+            format) is a signed zero, as are float32 subnormals; signed inf above the
+            range; NaN -> QNAN.
 
             Integer work only: the rounding adds half an ulp of the format (less one, plus
             the kept lowest bit: ties go to even) and cuts; a carry moves into the exponent.
+            Below the normal range the cast rounds on the subnormal grid: up to MIN_NORMAL
+            from TINY_UP on.
             """
             m = np.int32(r & 0x7FFFFFFF)
             half = np.int32(((1 << F32_SHIFT) >> 1) - 1 + ((m >> F32_SHIFT) & 1))
             rounded = np.int32(np.int32(min(m, 0x7F800000) + half) >> F32_SHIFT)
             mag = np.int32(rounded - ((127 - BIAS) << MANT_BITS))
-            mag = np.int32(0 if mag < MIN_NORMAL else mag)
+            mag = np.int32(mag if mag >= MIN_NORMAL else (MIN_NORMAL if m >= TINY_UP else 0))
+            mag = np.int32(0 if m < 0x00800000 else mag)
             mag = np.int32(INF if mag >= INF else mag)
             sign = np.int32(np.int32(r >> 31) & SIGN)
             return np.int32(QNAN if m > 0x7F800000 else sign | mag)
@@ -376,7 +385,9 @@ def bit_logic(EXP_BITS, MANT_BITS):
 FLOAT32 = bit_logic(8, 23)
 BFLOAT16 = bit_logic(8, 7)
 FLOAT16 = bit_logic(5, 10)
-FORMATS = {"float32": FLOAT32, "bfloat16": BFLOAT16, "float16": FLOAT16}
+FLOAT8_E5M2 = bit_logic(5, 2)           # IEEE-like; E4M3 "fn" (no inf) would need its own rules
+FORMATS = {"float32": FLOAT32, "bfloat16": BFLOAT16, "float16": FLOAT16,
+           "float8_e5m2": FLOAT8_E5M2}
 
 # float32's constants and functions under their plain names (bits.pam, bits.ONE, ...):
 # what every float32 kernel, the GEMM identities below and the optimizers use

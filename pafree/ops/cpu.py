@@ -1,5 +1,6 @@
 """Numba CPU kernels: flat loops over int32 views that call the bit logic of bits.py
-(int16 views and the bfloat16/float16 instances of that logic for those dtypes).
+(int16 / int8 views and the bfloat16, float16, float8_e5m2 instances of that logic for
+those dtypes).
 
 Each op has a serial and a parallel (prange) kernel; arrays below PARALLEL_MIN
 elements take the serial one, where waking threads would cost more than the
@@ -51,9 +52,10 @@ def format_kernels(fmt, suffix=""):
 
 
 UNARY, BINARY = format_kernels(bits.FLOAT32)
-# the 16-bit formats (SPEC section 7): dtype -> (unary, binary) kernels on int16 views
+# the narrow formats (SPEC section 7): dtype -> (unary, binary) kernels on int16 / int8 views
 LOW_PRECISION = {np.dtype(ml_dtypes.bfloat16): format_kernels(bits.BFLOAT16, "_bf16"),
-                 np.dtype(np.float16): format_kernels(bits.FLOAT16, "_fp16")}
+                 np.dtype(np.float16): format_kernels(bits.FLOAT16, "_fp16"),
+                 np.dtype(ml_dtypes.float8_e5m2): format_kernels(bits.FLOAT8_E5M2, "_e5m2")}
 
 
 def rounding_kernel(fmt, name):
@@ -85,8 +87,8 @@ def round_to(x, precision):
 
 
 def low_precision_dtype(arrays, op):
-    """The 16-bit format of the inputs (None for float32 work): the dtype of every array
-    input when one is bfloat16 or float16; Python scalars join in that format."""
+    """The narrow format of the inputs (None for float32 work): the dtype of every array
+    input when one is bfloat16, float16 or float8_e5m2; Python scalars join in that format."""
     dtypes = {np.asarray(x).dtype for x in arrays if isinstance(x, (np.ndarray, np.generic))}
     low = dtypes & LOW_PRECISION.keys()
     if not low:
@@ -117,7 +119,7 @@ def to_host(x):
 
 
 def as_bits(arr, shape):
-    """Flat signed-integer view (int32, or int16 for the 16-bit formats) of an array
+    """Flat signed-integer view (int32; int16, int8 for the narrow formats) of an array
     broadcast to ``shape`` (copied only if broadcast)."""
     if arr.shape != shape:
         arr = np.ascontiguousarray(np.broadcast_to(arr, shape))
