@@ -20,7 +20,8 @@ def resolve_settings(task="digits", mode="pa", seed=0, optimizer=None, hparams=N
     allowed. ``precision``: the matmuls' format (config.PRECISIONS; mixed precision)."""
     defaults = task_class(task).defaults      # ValueError for an unknown task
     check_mode_and_seed(mode, seed)
-    check_precision(precision)
+    with config.precision(precision):          # validates it
+        pass
     flags = {c: overrides.pop(c, None) for c in COMPONENT_FLAGS}
     components = {c: m for c, m in flags.items() if m is not None}
     if optimizer is not None:
@@ -47,7 +48,8 @@ def check_settings(settings):
     task = settings["task"]
     defaults = task_class(task).defaults
     check_mode_and_seed(settings["mode"], settings["seed"])
-    check_precision(settings.get("precision", "fp32"))
+    with config.precision(settings.get("precision", "fp32")):
+        pass
     with config.mode(**settings["components"]):       # validates the component values
         pass
     hparams = settings["hparams"]
@@ -65,11 +67,6 @@ def check_mode_and_seed(mode, seed):
         raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
     if not integer(0).test(seed):
         raise ValueError(f"bad seed {seed!r} (allowed: an integer >= 0)")
-
-
-def check_precision(precision):
-    if precision not in config.PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(config.PRECISIONS)}")
 
 
 def task_parameters(name):
