@@ -31,6 +31,11 @@ PAM_OFFSET = "pam_offset"
 
 _current = dict(PRESETS["standard"])
 
+# The format of the matmuls' operands, outputs and their gradients (mixed precision, see
+# pafree.functional.matmul); everything else, and the master weights, stay float32.
+PRECISIONS = ("fp32", "bf16", "fp16")
+_precision = ["fp32"]
+
 
 def _resolve(preset, overrides):
     modes = dict(_current)
@@ -88,3 +93,20 @@ def mode_of(component):
 def pam_offset():
     """The output offset alpha of the PA matmuls, or None."""
     return _current.get(PAM_OFFSET)
+
+
+@contextlib.contextmanager
+def precision(name):
+    """The matmul precision ("fp32", "bf16" or "fp16") for the body of a ``with`` block."""
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}; choose from {PRECISIONS}")
+    saved = _precision[0]
+    _precision[0] = name
+    try:
+        yield name
+    finally:
+        _precision[0] = saved
+
+
+def precision_of():
+    return _precision[0]

@@ -120,12 +120,26 @@ def matmul(a, b, derivative=None):
         np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
+    return _matmul(a, b, derivative)
+
+
+def _matmul(a, b, derivative):
+    """The matmul component's product of checked operands (matmul's and conv2d's): in PA
+    modes ⊙ alpha when ``config.pam_offset()`` is set (the paper's section 2.7); in mixed
+    precision the operands and the output are rounded to the format, and (round_to's rule)
+    their gradients too: the float32 GEMM between is exact on the format's values as long as
+    its results stay in the format's range (docs/arithmetic.md)."""
     ar = _arith("matmul", derivative)
+    precision = config.precision_of()
+    if precision != "fp32":
+        a, b = (apply(R.round_to, x, precision=precision) for x in (a, b))
     out = ar.matmul(a, b)
     alpha = config.pam_offset()
-    if alpha is None or ar.mode == "standard":
-        return out
-    return ar.mul(out, np.float32(alpha))
+    if alpha is not None and ar.mode != "standard":
+        out = ar.mul(out, np.float32(alpha))
+    if precision != "fp32":
+        out = apply(R.round_to, out, precision=precision)
+    return out
 
 
 def _pair(value, name, least):
@@ -197,8 +211,8 @@ def conv2d(x, w, bias=None, stride=1, padding=0, groups=1, derivative=None):
             raise ValueError(f"{op}: bias must have shape ({o},), got {bias.shape}")
     k = size((cg, *kernel))
     cols = apply(R.unfold, x, kernel=kernel, stride=stride, padding=padding)
-    y = _arith("matmul", derivative).matmul(reshape(w, (groups, o // groups, k)),
-                                             reshape(cols, (n, groups, k, oh * ow)))
+    y = _matmul(reshape(w, (groups, o // groups, k)), reshape(cols, (n, groups, k, oh * ow)),
+                derivative)
     y = reshape(y, (n, o, oh, ow))
     return y if bias is None else add(y, reshape(bias, (1, o, 1, 1)))
 

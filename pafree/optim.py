@@ -315,3 +315,49 @@ class PASchedule:
         else:
             factor = pa_cosine(q)
         return scalar(self.min_lr + R.pam(self.span, factor))
+
+
+class LossScale:
+    """Dynamic loss scaling by powers of two, for float16 mixed precision (pafree train
+    --precision fp16): the loss gradient starts at 2**exponent instead of 1 so that small
+    gradients survive float16's range; ``unscale`` takes 2**exponent out of the parameter
+    gradients again with a PAM by 2**-exponent, which for a power of two is an exact
+    exponent subtract (an integer add on the bits, SPEC section 2). A step whose gradients
+    hold an inf or NaN (float16 overflow) is skipped and the exponent drops by one;
+    after ``growth_interval`` good steps in a row it grows by one. The scale never
+    changes a number otherwise: every PA op and float add commutes exactly with a
+    power of two as long as nothing overflows or flushes."""
+
+    def __init__(self, exponent=16, growth_interval=200):
+        self.exponent, self.good_steps, self.growth_interval = exponent, 0, growth_interval
+
+    def seed(self):
+        """2**exponent as a float32 (built from its bits: the loss gradient to start backward with)."""
+        return power_of_two(self.exponent)
+
+    def unscale(self, params):
+        """Divide the gradients by the scale (exactly); return whether all are finite, and
+        update the exponent (the caller skips the step when they are not)."""
+        grads = [p for p in params if p.grad is not None]
+        inverse = power_of_two(-self.exponent)
+        for p in grads:
+            p.grad = R.pam(p.grad, inverse)
+        finite = all(np.isfinite(p.grad).all() for p in grads)
+        if not finite:
+            self.exponent, self.good_steps = self.exponent - 1, 0
+        elif self.good_steps + 1 == self.growth_interval:
+            self.exponent, self.good_steps = self.exponent + 1, 0
+        else:
+            self.good_steps += 1
+        return finite
+
+    def state_dict(self):
+        return {"exponent": np.int64(self.exponent), "good_steps": np.int64(self.good_steps)}
+
+    def load_state_dict(self, state):
+        self.exponent, self.good_steps = int(state["exponent"]), int(state["good_steps"])
+
+
+def power_of_two(e):
+    """2**e as a float32, from its bits (bits.pow2 of the biased exponent)."""
+    return np.array(bits.pow2(0, e + bits.BIAS), np.int32).view(np.float32)[()]

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from numba.extending import register_jitable
 
 import pafree.ops as ops
 from pafree import Tensor, config
@@ -204,6 +205,28 @@ def test_code_is_restored_and_numba_compiled_functions_are_left_alone():
         assert bits.pam.__code__ is jitable
         assert inst.replaced
     assert schedule.__code__ is original
+
+
+def jitable_factory(scale):
+    @register_jitable
+    def scaled(x):
+        return x * scale
+    return scaled
+
+
+SCALED = jitable_factory(0.5)      # a closure of a factory, as pafree.ops.bits.bit_logic makes
+
+
+def call_scaled(x):
+    return SCALED(x)
+
+
+def test_python_calls_of_a_factory_closure_numba_compiles_run_an_instrumented_twin():
+    code = SCALED.__code__
+    with recording(instrument=True) as rec:
+        assert call_scaled(3.0) == 1.5
+    assert SCALED.__code__ is code
+    assert places(rec) == [f"{HERE}:{body_line(SCALED, 2)} in scaled"]
 
 
 def test_project_code_matches_its_source_in_a_fresh_interpreter():

@@ -23,6 +23,7 @@ SMALL = {
     "fig_multiply_family": dict(n=301),
     "fig_exp_family": dict(n=300),  # even, as the script asks: x = 0 is off the grid
     "fig_dot_product": dict(max_log2_k=6, m=32),
+    "fig_format_error": dict(most=1 << 14),     # every bfloat16 pair, sampled float16/float32
 }
 
 
@@ -224,3 +225,11 @@ def test_dot_product_offset_zeroes_the_mean_bias_and_shrinks_the_error(made):
     assert np.all(np.abs(d["bias_alpha"]) < np.abs(d["bias_plain"]))
     assert np.all(d["rms_alpha"] < d["rms_plain"])
     assert np.all(d["bias_plain"] < 0)
+
+
+def test_format_error_lies_in_the_pam_bounds_in_every_format(made):
+    d = data(made, "fig_format_error")
+    for name in ("float32", "bfloat16", "float16"):
+        assert d[f"{name}_counts"].sum() == d[f"{name}_pairs"]       # every error inside the bins
+        assert PAM_ERR[0] - 1e-12 <= d[f"{name}_min"] <= d[f"{name}_max"] <= PAM_ERR[1]
+    assert d["bfloat16_min"] == pytest.approx(-1 / 9, abs=1e-12)      # 1.5 * 1.5, every pair seen

@@ -39,6 +39,8 @@ def add_arguments(parser):
                         help="training batch size (default: the task's)")
     parser.add_argument("--set", type=setting_value, action="append", default=[],
                         metavar="KEY=VALUE", help="any other setting of the run, e.g. steps=100")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="the run's matmul precision (pafree train --precision)")
     parser.add_argument("--eval-examples", type=int, default=2,
                         help="validation examples for the audited evaluation pass (default 2)")
     parser.add_argument("--seed", type=int, default=0)
@@ -57,6 +59,7 @@ def run(args):
     from .step import audit_training_step
     overrides = dict(args.set)
     overrides["run_steps"] = overrides.pop("steps", None)     # the run's length, not --steps
+    overrides["precision"] = args.precision
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
     at = None if args.steps is not None else args.at
@@ -83,7 +86,7 @@ def run_machine(args):
         print("pafree audit: error: --machine audits exactly one step; no --steps, --ptx",
               file=sys.stderr)
         return 2
-    overrides = dict(args.set)
+    overrides = dict(args.set, precision=args.precision)
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
     try:

@@ -255,7 +255,8 @@ def scan_dispatcher(dispatcher):
 
 
 def compile_ops_kernels():
-    """Run every kernel of pafree.ops once on small float32 inputs, compiling it."""
+    """Run every kernel of pafree.ops once on small inputs (float32 bits; int16 / int8 for
+    the narrow formats' kernels), compiling it."""
     from .. import ops
     from ..ops import adamw, cpu, patches, unbuffered
     x = np.linspace(-3.0, 3.0, 12, dtype=np.float32).reshape(3, 4)
@@ -264,6 +265,14 @@ def compile_ops_kernels():
         kernel(x_bits, out)
     for kernel in (k for pair in cpu.BINARY.values() for k in pair):
         kernel(x_bits, x_bits[::-1].copy(), out)
+    for kernel in cpu.ROUNDING.values():
+        kernel(x_bits, out)
+    for dtype, (unary, binary) in cpu.LOW_PRECISION.items():         # the narrow formats' kernels
+        h_bits, h_out = x_bits.astype(f"i{dtype.itemsize}"), np.empty(12, f"i{dtype.itemsize}")
+        for kernel in (k for pair in unary.values() for k in pair):
+            kernel(h_bits, h_out)
+        for kernel in (k for pair in binary.values() for k in pair):
+            kernel(h_bits, h_bits[::-1].copy(), h_out)
     for transpose_a in (False, True):
         for transpose_b in (False, True):
             ops.pam_matmul(x.T if transpose_a else x, x if transpose_b else x.T,

@@ -362,7 +362,7 @@ def _child(spec):
     batches = [run.batch(step) for step in range(2)]
 
     def evaluation(counted):
-        with config.mode(**run.modes), no_grad():
+        with config.mode(**run.modes), config.precision(run.precision), no_grad():
             run.model.eval()
             predict = run.predictor()
 

@@ -261,7 +261,8 @@ class _Rewriter(ast.NodeTransformer):
         self.source = source
         self.scope = ["<module>"]
         self.left_as_written = []    # (first, last) line of each function Numba compiles
-        self.jit_twins = []          # rewritten copies of those, for Python calls of them
+        self.jit_twins = []          # (rewritten copy, enclosing functions' names) of those,
+                                     # for Python calls of them
 
     def _site(self, node):
         text = ast.get_source_segment(self.source, node) or ""
@@ -278,8 +279,9 @@ class _Rewriter(ast.NodeTransformer):
             self.left_as_written.append((first.lineno, node.end_lineno))
             twin = copy.deepcopy(node)         # ... and rewrite a copy for Python's calls
             twin.decorator_list = [ast.copy_location(ast.Name("_", ast.Load()), first)]
+            enclosing = self.scope[1:]
             self.scope.append(node.name)
-            self.jit_twins.append(self.generic_visit(twin))
+            self.jit_twins.append((self.generic_visit(twin), enclosing))
             self.scope.pop()
             return node
         self.scope.append(node.name)
@@ -368,14 +370,32 @@ def _rewritten_codes(filename):
         line = code.co_firstlineno
         if code is not new and not any(a <= line <= b for a, b in rewriter.left_as_written):
             covered.append(code)
-    for node in rewriter.jit_twins:     # compiled alone: same name, first line and line numbers
-        module = ast.fix_missing_locations(ast.Module([node], []))
-        (code,) = [c for c in compile(module, filename, "exec", dont_inherit=True).co_consts
-                   if isinstance(c, types.CodeType)]
+    free = {(c.co_name, c.co_firstlineno): c.co_freevars for c in _code_tree(original)}
+    for node, enclosing in rewriter.jit_twins:  # compiled alone: same name, lines, free variables
+        first = node.decorator_list[0].lineno
+        code = _compile_twin(node, enclosing, free.get((node.name, first), ()), filename)
         twins[(code.co_qualname, code.co_firstlineno)] = code
         covered.extend(_code_tree(code))
     _CACHE[filename] = (mtime, pairs, covered, twins)
     return pairs, covered, twins
+
+
+def _compile_twin(node, enclosing, freevars, filename):
+    """The code of the function ``node`` compiled alone; a function nested in others (a
+    factory's closure) inside stand-ins of them that bind its free variables, so that the
+    code has the original's qualified name and free variables (its closure fits)."""
+    body = [node]
+    if enclosing:
+        body.insert(0, ast.Assign([ast.Name(v, ast.Store()) for v in freevars] or
+                                  [ast.Name("_", ast.Store())], ast.Constant(None)))
+    for name in reversed(enclosing):
+        body = [ast.FunctionDef(name, ast.arguments([], [], None, [], [], None, []), body, [],
+                                None, None)]
+    module = ast.fix_missing_locations(ast.Module(body, []))
+    code = compile(module, filename, "exec", dont_inherit=True)
+    for _ in range(len(enclosing) + 1):
+        (code,) = [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    return code
 
 
 def _dispatcher_codes(objects):
@@ -431,7 +451,7 @@ class Instrumented:
             key = (code.co_qualname, code.co_firstlineno)
             if id(code) in self.compiled or key in twins:
                 new = twins.get(key)
-                if new is not None and len(new.co_freevars) == len(code.co_freevars):
+                if new is not None and new.co_freevars == code.co_freevars:
                     f.__globals__.setdefault(HOOK, _HOOK)
                     twin = types.FunctionType(new, f.__globals__, f.__name__, f.__defaults__,
                                               f.__closure__)

@@ -213,7 +213,7 @@ def audit_training_step(task="numbers", mode="pa", steps=1, at=None, evaluate=Tr
                 audit.guard(run.model, run.optimizer, run.schedule)
                 audit.run(run.train_step, batch)
             if evaluate:
-                with config.mode(**run.modes), no_grad():
+                with config.mode(**run.modes), config.precision(run.precision), no_grad():
                     for model, audited in ((copy.deepcopy(run.model), audit.rehearse),
                                            (run.model, audit.run)):
                         guard.guard_tree(model)

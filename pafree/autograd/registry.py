@@ -30,13 +30,15 @@ cpu only). Primitives, in three families:
   multiplying baseline of pafree.ops.standard, one rule (the true derivative),
   cpu only.
 - shared primitives (add, sub, neg, sum, max, relu, where, shape ops, unfold):
-  float add/compare/copy only, identical in every mode, one rule.
+  float add/compare/copy only, identical in every mode, one rule. round_to (mixed
+  precision) rounds to bfloat16/float16 with integer bit work, its gradient too.
 """
 import numpy as np
 
 from .. import ops
 from ..ops import adamw, bits, elementwise, patches, standard, unbuffered
 from ..ops.cpu import is_device_array, to_host  # to_host: for Tensor.to and the optimizer
+from ..ops.cpu import round_to as cpu_round_to
 
 KERNELS = {}        # name -> Kernel: everything dispatched (the primitives included)
 PRIMITIVES = {}     # name -> Primitive: the differentiable ones
@@ -160,6 +162,8 @@ transpose = Primitive("transpose", lambda x, axes: np.transpose(x, axes))
 getitem = Primitive("getitem", lambda x, idx: x[idx])
 concatenate = Primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis))
 unfold = Primitive("unfold", patches.unfold)     # conv patches (im2col)
+# mixed precision: round to the format (integer bit work); the gradient is rounded too
+round_to = Primitive("round_to", cpu_round_to, backends=("cpu",))
 
 
 def _keepdims_shape(shape, axis):
@@ -194,6 +198,7 @@ add.rule(lambda g, ans, a, b: g,
 sub.rule(lambda g, ans, a, b: g,
          lambda g, ans, a, b: neg(g))
 neg.rule(lambda g, ans, x: neg(g))
+round_to.rule(lambda g, ans, x, precision: round_to(g, precision=precision))
 where.rule(lambda g, ans, a, b, cond: where(g, np.float32(0), cond),
            lambda g, ans, a, b, cond: where(np.float32(0), g, cond))
 sum_.rule(_sum_vjp)

@@ -14,6 +14,9 @@ section 4, always signed powers of two): ``pam_slope`` (dY/dA; dY/dB is
 ``pad_slope_b`` give one each), ``paexp2_slope``, ``palog2_slope``, ``pasqrt_slope``.
 The elementwise ones are generated from the one table in ``elementwise.py``.
 
+``ml_dtypes.bfloat16``, ``numpy.float16`` and ``ml_dtypes.float8_e5m2`` arrays are
+computed in their own format and keep their dtype (SPEC section 7; docs/arithmetic.md).
+
 Special values follow SPEC section 3: subnormal inputs count as zero, results
 flush to zero below the normal range and become inf above it, and every NaN
 result is the canonical 0x7FC00000. The bit logic lives in ``bits.py``.

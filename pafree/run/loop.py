@@ -80,7 +80,7 @@ class StopSignals:
 
 def train(task="digits", mode="pa", seed=0, optimizer=None, out=None, resume=False,
           progress=True, stop_at=None, eval_limit=None, device="cpu", compare=False,
-          hparams=None, **overrides):
+          hparams=None, precision=None, **overrides):
     """Train and return the final metrics (the dict ``pafree train --json`` prints).
 
     ``out``: run directory (default runs/<task>-<mode>-seed<seed>); ``resume``
@@ -90,11 +90,12 @@ def train(task="digits", mode="pa", seed=0, optimizer=None, out=None, resume=Fal
     validation examples only. ``device``: "cpu" or "cuda" (see ``Run``).
     ``compare``: then also train the float baseline (mode standard, same settings, data
     and seed) in ``out/baseline``; its final metrics are under the key "baseline".
+    ``precision``: "fp32" (default), or mixed precision "bf16" / "fp16" (see Run).
     ``overrides``: any key of the task's defaults (steps, batch_size, lr, d_model,
     ...) and the component modes (matmul, norm, softmax, loss, other); ``hparams``:
     task defaults only (see ``resolve_settings``)."""
-    out = out or default_out(task, mode, seed)
-    run = open_run(out, resume, device, task, mode, seed, optimizer, hparams, overrides)
+    out = out or default_out(task, mode, seed, precision)
+    run = open_run(out, resume, device, task, mode, seed, optimizer, hparams, overrides, precision)
     baseline_dir = os.path.join(out, BASELINE)
     baseline = open_baseline(run, baseline_dir, resume) if compare else None
     continue_with = shlex.join(["pafree", "train", "--out", out, "--resume"]
@@ -114,23 +115,28 @@ def train(task="digits", mode="pa", seed=0, optimizer=None, out=None, resume=Fal
     return final
 
 
-def default_out(task, mode, seed):
-    return os.path.join("runs", f"{task}-{mode}-seed{seed}")
+def default_out(task, mode, seed, precision=None):
+    precision = "" if precision in (None, "fp32") else f"-{precision}"
+    return os.path.join("runs", f"{task}-{mode}{precision}-seed{seed}")
 
 
-def open_run(out, resume, device, task, mode, seed, optimizer, hparams, overrides):
+def open_run(out, resume, device, task, mode, seed, optimizer, hparams, overrides,
+             precision=None):
     """The run to train: resumed from ``out``'s checkpoint, or new (nothing written yet)."""
     ckpt = os.path.join(out, CHECKPOINT)
     if resume:
         if not os.path.exists(ckpt):
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
         given = {**{k: v for k, v in overrides.items() if v is not None}, **(hparams or {})}
+        if precision is not None:
+            given["precision"] = precision
         ignored = sorted(set(given) - {"steps"})
         if ignored:
             raise ValueError(f"--resume takes the settings of {os.path.join(out, CONFIG)}; "
                              f"only steps may change, not {', '.join(ignored)}")
         return Run.from_directory(out, device, steps=given.get("steps"))
-    settings = resolve_settings(task, mode, seed, optimizer, hparams, **overrides)
+    settings = resolve_settings(task, mode, seed, optimizer, hparams, precision or "fp32",
+                                **overrides)
     if os.path.exists(ckpt):
         raise FileExistsError(f"{out} already holds a run; continue it with --resume "
                               f"or choose another --out")

@@ -85,12 +85,14 @@ def read_checkpoint(path):
     return arrays
 
 
-def check_device(device, modes):
+def check_device(device, modes, precision="fp32"):
     """ValueError unless ``device`` can run a step in these component modes."""
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
     if device == "cpu":
         return
+    if precision != "fp32":
+        raise ValueError(f"--device cuda: precision {precision} has no device kernels (fp32 only)")
     from importlib.util import find_spec
     standard = sorted(c for c, m in modes.items() if m == "standard")
     if standard:
@@ -119,7 +121,8 @@ class Run:
 
     def __init__(self, settings, device="cpu"):
         check_settings(settings)
-        check_device(device, settings["components"])
+        self.precision = settings.get("precision", "fp32")
+        check_device(device, settings["components"], self.precision)
         self.device = device
         self.settings = settings
         hp = self.hparams = settings["hparams"]
@@ -135,6 +138,8 @@ class Run:
         self.optimizer = optim.AdamW(self.model.parameters(), lr=self.schedule,
                                      betas=tuple(hp["betas"]), eps=hp["eps"],
                                      weight_decay=hp["weight_decay"], mode=opt_mode)
+        # float16's narrow range needs the loss scaled (optim.LossScale); bfloat16 has float32's
+        self.loss_scale = optim.LossScale() if self.precision == "fp16" else None
         self.step = 0
 
     @classmethod
@@ -162,19 +167,24 @@ class Run:
 
     def train_step(self, batch):
         """One optimizer step; returns the loss (float). A NaN/inf loss raises
-        NonFiniteLoss before anything is updated."""
-        with config.mode(**self.modes):
+        NonFiniteLoss before anything is updated. In fp16 the loss is scaled and a step
+        whose gradients overflow is skipped (no update; it still counts as a step)."""
+        with config.mode(**self.modes), config.precision(self.precision):
             self.model.train()
             set_dropout_rng(self.model, np.random.default_rng([self.seed, self.step, 2]))
             loss = self.task.loss(self.model, batch, self.hparams["label_smoothing"])
             value = float(loss.to("cpu").data)
             if not math.isfinite(value):
                 raise NonFiniteLoss(value, self.step)
-            loss.backward()
-            if self.hparams["clip"] is not None:
-                optim.clip_grad_norm(self.model.parameters(), self.hparams["clip"],
-                                     mode=self.modes["optim"])
-            self.optimizer.step()
+            if self.loss_scale is None:
+                loss.backward()
+            else:
+                loss.backward(self.loss_scale.seed())
+            if self.loss_scale is None or self.loss_scale.unscale(self.model.parameters()):
+                if self.hparams["clip"] is not None:
+                    optim.clip_grad_norm(self.model.parameters(), self.hparams["clip"],
+                                         mode=self.modes["optim"])
+                self.optimizer.step()
             self.optimizer.zero_grad()
         self.step += 1
         return value
@@ -188,7 +198,7 @@ class Run:
         return self.evaluate(split, limit=n)
 
     def evaluate(self, split, limit=None, beam=None):
-        with config.mode(**self.modes), no_grad():
+        with config.mode(**self.modes), config.precision(self.precision), no_grad():
             self.model.eval().to("cpu")
             try:
                 return self.task.evaluate(self.predictor(beam), split, limit=limit)
@@ -197,7 +207,7 @@ class Run:
 
     def answer(self, inputs):
         """``pafree predict``: the task's answer line for each input string."""
-        with config.mode(**self.modes), no_grad():
+        with config.mode(**self.modes), config.precision(self.precision), no_grad():
             self.model.eval().to("cpu")
             try:
                 return self.task.answer(self.predictor(), inputs)
@@ -211,6 +221,8 @@ class Run:
         arrays.update({"model/" + k: v for k, v in self.model.state_dict().items()})
         arrays.update({"optim/" + k: np.asarray(v)
                        for k, v in self.optimizer.state_dict().items()})
+        if self.loss_scale is not None:
+            arrays.update({"scale/" + k: v for k, v in self.loss_scale.state_dict().items()})
         tmp = path + ".tmp"
         try:
             with open(tmp, "wb") as f:
@@ -229,6 +241,8 @@ class Run:
         want = {"step": ()}
         want.update({"model/" + k: p.data.shape for k, p in self.model.named_parameters()})
         want.update({"optim/" + k: np.shape(v) for k, v in self.optimizer.state_dict().items()})
+        if self.loss_scale is not None:
+            want.update({"scale/" + k: () for k in self.loss_scale.state_dict()})
         missing, unexpected = set(want) - set(data), set(data) - set(want)
         if missing or unexpected:
             problem = "does not match this run's model and optimizer"
@@ -244,12 +258,17 @@ class Run:
         self.model.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("model/")})
         self.optimizer.load_state_dict({k[6:]: v for k, v in data.items()
                                         if k.startswith("optim/")})
+        if self.loss_scale is not None:
+            self.loss_scale.load_state_dict({k[6:]: v for k, v in data.items()
+                                             if k.startswith("scale/")})
         self.step = int(data["step"])
 
     def parameters_finite(self):
         return all(np.isfinite(p.to("cpu").data).all() for p in self.model.parameters())
 
 
-def build(task="digits", mode="pa", seed=0, optimizer=None, device="cpu", **overrides):
+def build(task="digits", mode="pa", seed=0, optimizer=None, device="cpu", precision="fp32",
+          **overrides):
     """A ``Run`` with the given settings (see ``resolve_settings``) on ``device``; nothing runs."""
-    return Run(resolve_settings(task, mode, seed, optimizer, **overrides), device)
+    return Run(resolve_settings(task, mode, seed, optimizer, precision=precision, **overrides),
+               device)

@@ -11,16 +11,18 @@ COMPONENT_FLAGS = config.COMPONENTS[:-1]     # per-component overrides (the opti
 
 
 def resolve_settings(task="digits", mode="pa", seed=0, optimizer=None, hparams=None,
-                     **overrides):
+                     precision="fp32", **overrides):
     """The full settings of a run: task, component modes, seed and hyper-parameters
     (the task's defaults with ``overrides`` applied). ``overrides`` named like a component
     (matmul, norm, softmax, loss, other) set its mode; ``hparams`` are hyper-parameters only
     (the way to set the ``norm`` placement, pre/post, which shares a component's name);
     ``pam_offset`` (config.pam_offset) is kept with the component modes.
     Unknown names raise ValueError listing the valid ones, values out of range what is
-    allowed."""
+    allowed. ``precision``: the matmuls' format (config.PRECISIONS; mixed precision)."""
     defaults = task_class(task).defaults      # ValueError for an unknown task
     check_mode_and_seed(mode, seed)
+    with config.precision(precision):          # validates it
+        pass
     flags = {c: overrides.pop(c, None) for c in (*COMPONENT_FLAGS, config.PAM_OFFSET)}
     components = {c: m for c, m in flags.items() if m is not None}
     if optimizer is not None:
@@ -35,7 +37,10 @@ def resolve_settings(task="digits", mode="pa", seed=0, optimizer=None, hparams=N
                          f"valid: {', '.join(sorted(valid))}")
     hparams = {**defaults, **overrides}
     check_hparams(hparams)
-    return {"task": task, "mode": mode, "seed": seed, "components": modes, "hparams": hparams}
+    settings = {"task": task, "mode": mode, "seed": seed, "components": modes, "hparams": hparams}
+    if precision != "fp32":          # fp32 runs keep the config.json they always had
+        settings["precision"] = precision
+    return settings
 
 
 def check_settings(settings):
@@ -44,6 +49,8 @@ def check_settings(settings):
     task = settings["task"]
     defaults = task_class(task).defaults
     check_mode_and_seed(settings["mode"], settings["seed"])
+    with config.precision(settings.get("precision", "fp32")):
+        pass
     with config.mode(**settings["components"]):       # validates the component values
         pass
     hparams = settings["hparams"]

@@ -42,6 +42,10 @@ def add_arguments(parser):
     parser.add_argument("--pam-offset", type=float, metavar="ALPHA",
                         help="PA matmul outputs ⊙ ALPHA, the paper's output offset (section 2.7), "
                              "e.g. 1.0566; default none")
+    parser.add_argument("--precision", choices=config.PRECISIONS, default=None,
+                        help="fp32 (default); bf16 or fp16: mixed precision (matmul operands, "
+                             "outputs and their gradients in the format, float32 master weights "
+                             "and optimizer state; fp16 with dynamic loss scaling)")
     parser.add_argument("--steps", type=int, help="optimizer steps (default: the task's)")
     parser.add_argument("--batch-size", type=int, help="default: the task's")
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the task's)")
@@ -51,7 +55,8 @@ def add_arguments(parser):
     parser.add_argument("--device", choices=DEVICES, default="cpu",
                         help="cuda: train on the GPU (pip install -e .[cuda]; modes with every "
                              "component PA; evaluation runs on the CPU)")
-    parser.add_argument("--out", help="run directory (default runs/TASK-MODE-seedSEED)")
+    parser.add_argument("--out", help="run directory (default runs/TASK-MODE-seedSEED; runs/TASK-MODE-PRECISION-seedSEED "
+                             "for bf16/fp16)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its checkpoint")
     parser.add_argument("--compare", action="store_true",
@@ -67,11 +72,11 @@ def run(args):
         if getattr(args, key) is not None:
             hparams[key] = getattr(args, key)
     components = {c: getattr(args, c) for c in COMPONENT_FLAGS} | {"pam_offset": args.pam_offset}
-    out = args.out or default_out(args.task, args.mode, args.seed)
+    out = args.out or default_out(args.task, args.mode, args.seed, args.precision)
     try:
         final = train(args.task, args.mode, args.seed, args.optimizer, out=out,
                       resume=args.resume, device=args.device, compare=args.compare,
-                      hparams=hparams, **components)
+                      hparams=hparams, precision=args.precision, **components)
     except BrokenFile as err:
         return fail(err, 2)
     except (ValueError, FileExistsError, FileNotFoundError, NonFiniteLoss) as err:

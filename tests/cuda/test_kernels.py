@@ -230,12 +230,13 @@ def test_pam_matmul_vectors_and_errors():
 
 def test_every_kernel_has_every_backend_it_claims():
     """use_cuda() gives every registry kernel that claims "cuda" its device function; only the
-    float baseline (it multiplies) and its AdamW update are host only."""
+    float baseline (it multiplies), its AdamW update and mixed precision's rounding are host only."""
     from pafree.autograd import registry
     registry.use_cuda()
     assert registry.missing_backends() == []
     host_only = {name for name, k in registry.KERNELS.items() if "cuda" not in k.backends}
-    assert host_only == {"fmul", "fdiv", "fexp2", "flog2", "fsqrt", "fmatmul", "adamw_standard"}
+    assert host_only == {"fmul", "fdiv", "fexp2", "flog2", "fsqrt", "fmatmul", "adamw_standard",
+                         "round_to"}
 
 
 def test_a_kernel_missing_from_the_cuda_table_is_found(monkeypatch):
