@@ -29,7 +29,7 @@ def addition():
 
 
 def test_unknown_task_lists_valid_names():
-    with pytest.raises(ValueError, match="addition, digits, numbers"):
+    with pytest.raises(ValueError, match="addition, cifar10, digits, digits-cnn, numbers"):
         get_task("mnist")
 
 

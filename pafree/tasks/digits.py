@@ -30,6 +30,20 @@ DEFAULTS = {
 }
 
 
+def load_split():
+    """(images (1797, 8, 8) pixel values 0..16, labels, (train, valid, test) indices): the
+    fixed stratified split (seed 0) of scikit-learn's digits."""
+    from sklearn.datasets import load_digits        # slow to import: only when built
+    from sklearn.model_selection import train_test_split
+    data = load_digits()
+    y = data.target.astype(np.int64)
+    idx = np.arange(len(y))
+    rest, test = train_test_split(idx, test_size=SIZES["test"], stratify=y, random_state=0)
+    train, valid = train_test_split(rest, test_size=SIZES["valid"], stratify=y[rest],
+                                    random_state=0)
+    return data.images, y, (train, valid, test)
+
+
 @dataclass
 class ImageBatch:
     patches: np.ndarray     # (N, n_patches, patch_dim) float32
@@ -49,15 +63,8 @@ class DigitsTask(Task):
         if patch_size not in (1, 2, 4, 8):
             raise ValueError(f"patch_size={patch_size!r} (allowed: 1, 2, 4 or 8, the sizes "
                              f"that tile an 8x8 image)")
-        from sklearn.datasets import load_digits        # slow to import: only when built
-        from sklearn.model_selection import train_test_split
-        data = load_digits()
-        x = data.images.astype(np.float64) / 16.0
-        y = data.target.astype(np.int64)
-        idx = np.arange(len(y))
-        rest, test = train_test_split(idx, test_size=SIZES["test"], stratify=y, random_state=0)
-        train, valid = train_test_split(rest, test_size=SIZES["valid"], stratify=y[rest],
-                                        random_state=0)
+        pixels, y, (train, valid, test) = load_split()
+        x = pixels.astype(np.float64) / 16.0
         mean, std = x[train].mean(), x[train].std()
         x = ((x - mean) / std).astype(np.float32)
         self.background = np.float32(-mean / std)   # the scaled value of a blank pixel
