@@ -19,7 +19,7 @@ from . import config
 from .autograd import registry as R
 from .autograd.tensor import Tensor, _as_array, apply
 from .ops.indices import index_range, size
-from .ops import bits, unbuffered
+from .ops import bits, patches, unbuffered
 
 LOG2E = np.int32(bits.LOG2E).view(np.float32)      # float32(log2 e), the constant of paexp/palog
 GELU_SIGMOID = np.float32(-1.702)                   # gelu(x) ≈ x · sigmoid(1.702 x)
@@ -112,6 +112,81 @@ def matmul(a, b, derivative=None):
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
     return _arith("matmul", derivative).matmul(a, b)
 
+
+
+def _pair(value, name, least):
+    """An int or a pair of ints, each at least ``least``, as a pair."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                 for v in pair):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if any(v < least for v in pair):
+        raise ValueError(f"{name} must be at least {least}, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _float_tensor(x, op, name):
+    x = _tensor(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: {name} must be a float tensor, got dtype {x.dtype}")
+    return x
+
+
+def _patches(x, kernel, stride, padding, op):
+    """Checked NCHW x and the unfold parameters: (x, kernel, stride, padding, (OH, OW))."""
+    x = _float_tensor(x, op, "input")
+    if x.ndim != 4:
+        raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {x.shape}")
+    kernel = _pair(kernel, "kernel size", 1)
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    for axis, k, p in zip(("height", "width"), kernel, padding):
+        extent = x.shape[2 + (axis == "width")] + p + p
+        if k > extent:
+            raise ValueError(f"{op}: kernel {axis} {k} is larger than the padded input {axis} {extent}")
+    out = tuple(patches.out_size(n, k, s, p) for n, k, s, p in zip(x.shape[2:], kernel, stride, padding))
+    return x, kernel, stride, padding, out
+
+
+def unfold(x, kernel_size, stride=1, padding=0):
+    """The patches of NCHW x (zero padding) as columns: (N, C*kh*kw, OH*OW), row
+    (c*kh + di)*kw + dj, column i*OW + j (pafree.ops.patches; index work only, every mode)."""
+    x, kernel, stride, padding, _ = _patches(x, kernel_size, stride, padding, "unfold")
+    return apply(R.unfold, x, kernel=kernel, stride=stride, padding=padding)
+
+
+def conv2d(x, w, bias=None, stride=1, padding=0, groups=1, derivative=None):
+    """2-D convolution (cross-correlation, as torch) of x (N, C, H, W) with w (O, C/groups,
+    kh, kw), zero padding, component 'matmul'. Lowered to one batched matmul per call:
+    the patches P = unfold(x) (N, groups, C/groups*kh*kw, OH*OW) and
+    out[n, o, :] = w[o] @ P[n, group of o] (+ bias[o], one add after the sum), in PA modes
+    sum_k pam(w[o, k], P[n, k, l]) from +0.0 in increasing k = (c, di, dj); gradients are
+    matmul's (exact or approx) then fold's. See docs/autograd.md, "Convolution"."""
+    op = "conv2d"
+    w = _float_tensor(w, op, "weight")
+    if w.ndim != 4:
+        raise ValueError(f"{op}: weight must be 4-D (O, C/groups, kh, kw), got shape {w.shape}")
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    x, kernel, stride, padding, (oh, ow) = _patches(x, w.shape[2:], stride, padding, op)
+    n, c = x.shape[:2]
+    o, cg = w.shape[:2]
+    if c % groups or o % groups:
+        raise ValueError(f"{op}: groups={groups} must divide the input channels {c} "
+                         f"and the output channels {o}")
+    if cg != c // groups:
+        raise ValueError(f"{op}: weight {w.shape} has {cg} input channels per group, "
+                         f"input {x.shape} with groups={groups} needs {c // groups}")
+    if bias is not None:
+        bias = _float_tensor(bias, op, "bias")
+        if bias.shape != (o,):
+            raise ValueError(f"{op}: bias must have shape ({o},), got {bias.shape}")
+    k = size((cg, *kernel))
+    cols = apply(R.unfold, x, kernel=kernel, stride=stride, padding=padding)
+    y = _arith("matmul", derivative).matmul(reshape(w, (groups, o // groups, k)),
+                                             reshape(cols, (n, groups, k, oh * ow)))
+    y = reshape(y, (n, o, oh, ow))
+    return y if bias is None else add(y, reshape(bias, (1, o, 1, 1)))
 
 # --- ops with no multiplication: the same in every mode ------------------------------
 # (``derivative`` is accepted for a uniform signature; add, compare and copy have one

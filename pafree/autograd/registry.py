@@ -20,7 +20,7 @@ exact PAM. pasqrt is a primitive (the exact (bits + ONE) >> 1 of pafree.ops):
 its exact rule is its own slope, its approx rule g ⊘ (2 ⊙ pasqrt(x)).
 
 Kernels (no derivative: never recorded): the exact slopes, zeros/copies,
-scatter_add, first_max, integer_shift, nonnegative, broadcast_to, split, and the
+scatter_add, first_max, integer_shift, nonnegative, broadcast_to, split, fold, and the
 optimizer's fused AdamW updates (PA on cpu and cuda; the float baseline's on
 cpu only). Primitives, in three families:
 - PA primitives (pam, pad, paexp2, palog2, pasqrt, pam_matmul): distinct exact
@@ -28,13 +28,13 @@ cpu only). Primitives, in three families:
 - float baseline primitives (fmul, fdiv, fexp2, flog2, fsqrt, fmatmul): the
   multiplying baseline of pafree.ops.standard, one rule (the true derivative),
   cpu only.
-- shared primitives (add, sub, neg, sum, max, relu, where, shape ops): float
-  add/compare/copy only, identical in every mode, one rule.
+- shared primitives (add, sub, neg, sum, max, relu, where, shape ops, unfold):
+  float add/compare/copy only, identical in every mode, one rule.
 """
 import numpy as np
 
 from .. import ops
-from ..ops import adamw, bits, elementwise, standard, unbuffered
+from ..ops import adamw, bits, elementwise, patches, standard, unbuffered
 from ..ops.cpu import is_device_array, to_host  # to_host: for Tensor.to and the optimizer
 
 KERNELS = {}        # name -> Kernel: everything dispatched (the primitives included)
@@ -143,6 +143,7 @@ integer_shift = Kernel("integer_shift", unbuffered.integer_shift)
 nonnegative = Kernel("nonnegative", lambda x: x >= 0)
 broadcast_to = Kernel("broadcast_to", np.broadcast_to)
 split = Kernel("split", lambda x, sizes, axis: np.split(x, np.cumsum(sizes)[:-1], axis=axis))
+fold = Kernel("fold", patches.fold, ("cpu",))
 
 # --- shared primitives: float add / compare / copy, same in every mode ----------
 # (pafree.ops.unbuffered: numpy's buffered iterator multiplies to plan its buffers)
@@ -157,6 +158,7 @@ reshape = Primitive("reshape", lambda x, shape: np.reshape(x, shape))
 transpose = Primitive("transpose", lambda x, axes: np.transpose(x, axes))
 getitem = Primitive("getitem", lambda x, idx: x[idx])
 concatenate = Primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis))
+unfold = Primitive("unfold", patches.unfold, backends=("cpu",))   # conv patches (im2col)
 
 
 def _keepdims_shape(shape, axis):
@@ -202,6 +204,7 @@ transpose.rule(lambda g, ans, x, axes: transpose(
     g, None if axes is None else tuple(sorted(range(len(axes)), key=axes.__getitem__))))
 getitem.rule(_getitem_vjp)
 concatenate.joint_rule(_concatenate_vjp)
+unfold.rule(lambda g, ans, x, kernel, stride, padding: fold(g, x.shape, kernel, stride, padding))
 
 # --- the multiplying baseline (pafree.ops.standard) ------------------------------
 HOST = ("cpu",)     # the float baseline runs on the host only
