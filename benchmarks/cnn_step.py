@@ -30,9 +30,9 @@ from pafree.autograd import registry
 from pafree.autograd.tensor import Tensor
 from pafree.run import build
 from pafree.tasks import cifar10
+from train_step import alternate       # the warm-up and alternating median, as for numbers
 
 MODES = ("standard", "pa")
-PAUSE_S = 0.3      # lets OpenBLAS's spinning threads sleep before the other mode's step
 PHASES = ("forward", "backward", "optimizer", "rest", "total")
 EPOCH = 50_000
 # the float baseline's primitive beside its PA counterpart, on one row
@@ -106,31 +106,16 @@ class Timers:
         run.train_step(batch)
         row = dict(self.phases, total=time.perf_counter() - t0)
         row["rest"] = row["total"] - sum(v for k, v in row.items() if k != "total")
-        return row, self.kernels
+        return dict(row, kernels=self.kernels)
 
 
 def measure(steps, batch_size, depth, widths):
+    """The median step of each mode, and the model."""
     with tempfile.TemporaryDirectory() as data_dir:
         write_random_cifar(data_dir, 2 * batch_size)     # train: 9/10 of them
         runs = {mode: build("cifar10", mode, seed=0, data_dir=data_dir, batch_size=batch_size,
                             depth=depth, widths=widths) for mode in MODES}
-    batch = runs["standard"].batch(0)
-    for run in runs.values():
-        for _ in range(2):                               # compile and warm up
-            run.train_step(batch)
-    timers = Timers()
-    timers.install(runs.values())
-    rows = {mode: [] for mode in MODES}
-    try:
-        for _ in range(steps):
-            for mode, run in runs.items():
-                time.sleep(PAUSE_S)
-                rows[mode].append(timers.step(run, batch))
-    finally:
-        timers.uninstall()
-    median = {mode: sorted(r, key=lambda row: row[0]["total"])[len(r) // 2]
-              for mode, r in rows.items()}
-    return median, runs["standard"].model
+    return alternate(runs, runs["standard"].batch(0), Timers(), steps), runs["standard"].model
 
 
 def main():
@@ -147,7 +132,8 @@ def main():
     print(f"cifar10 pre-activation ResNet-{args.depth}, widths {'/'.join(map(str, args.widths))}"
           f", {model.num_parameters():,} parameters, batch {args.batch_size} of 3x32x32; "
           f"median of {args.steps} steps per mode")
-    (std, std_kernels), (pa, pa_kernels) = median["standard"], median["pa"]
+    std, pa = median["standard"], median["pa"]
+    std_kernels, pa_kernels = std["kernels"], pa["kernels"]
     print(f"{'ms per step':22s} {'standard':>10s} {'pa':>10s} {'pa/std':>8s}")
     for key in PHASES:
         s, p = std.get(key, 0.0), pa.get(key, 0.0)

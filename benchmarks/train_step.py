@@ -81,16 +81,14 @@ class Timers:
         return row
 
 
-def measure(steps, batch_size):
-    """The median step (by total time) of each mode, and the runs."""
-    runs = {mode: build("numbers", mode, seed=0, batch_size=batch_size) for mode in MODES}
-    batch = runs["standard"].batch(0)
+def alternate(runs, batch, timers, steps):
+    """Warm up, then ``steps`` timed steps per mode, the modes alternating after a pause;
+    the median step (by total time) of each mode."""
     for run in runs.values():
         for _ in range(3):                               # compile and warm up
             run.train_step(batch)
-    timers = Timers()
     timers.install(runs.values())
-    rows = {mode: [] for mode in MODES}
+    rows = {mode: [] for mode in runs}
     try:
         for _ in range(steps):
             for mode, run in runs.items():
@@ -98,9 +96,14 @@ def measure(steps, batch_size):
                 rows[mode].append(timers.step(run, batch))
     finally:
         timers.uninstall()
-    median = {mode: sorted(r, key=lambda row: row["total"])[len(r) // 2]
-              for mode, r in rows.items()}
-    return median, runs
+    return {mode: sorted(r, key=lambda row: row["total"])[len(r) // 2]
+            for mode, r in rows.items()}
+
+
+def measure(steps, batch_size):
+    """The median step of each mode, and the runs."""
+    runs = {mode: build("numbers", mode, seed=0, batch_size=batch_size) for mode in MODES}
+    return alternate(runs, runs["standard"].batch(0), Timers(), steps), runs
 
 
 def main():

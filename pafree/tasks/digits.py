@@ -17,7 +17,8 @@ import numpy as np
 
 from .. import functional as F
 from ..models import ViT, patchify
-from .base import Metric, Task, check_split, epoch_indices, transformer_options
+from .base import (Metric, Task, check_split, epoch_indices, image_indices,
+                   transformer_options)
 from .metrics import accuracy
 
 SIZES = {"valid": 180, "test": 360}         # train gets the remaining 1,257
@@ -119,12 +120,7 @@ class DigitsTask(Task):
         return lambda patches: model.forward_patches(patches).data.argmax(axis=1)
 
     def answer(self, classify, inputs):
-        n = self.size("test")
-        chosen = []
-        for text in inputs:
-            if not text.isdigit() or int(text) >= n:
-                raise ValueError(f"{text!r} is not a test image index (0..{n - 1})")
-            chosen.append(int(text))
+        chosen = image_indices(inputs, self.size("test"))
         predicted = classify(self.patches("test")[chosen])
         return [f"test image {i}: predicted {p} (label {self.labels['test'][i]})"
                 for i, p in zip(chosen, predicted)]

@@ -17,7 +17,7 @@ import numpy as np
 from .. import functional as F
 from ..ops import unbuffered
 from ..ops.indices import index_range
-from .base import Metric, Task, check_split, epoch_indices
+from .base import Metric, Task, check_split, epoch_indices, image_indices
 from .metrics import accuracy
 
 EVAL_BATCH = 250        # evaluation and prediction go through the network this many at a time
@@ -109,12 +109,7 @@ class ImageClassification(Task):
         return {"accuracy": accuracy(predicted, self.labels[split][:limit])}
 
     def answer(self, classify, inputs):
-        n = self.size("test")
-        chosen = []
-        for text in inputs:
-            if not text.isdigit() or int(text) >= n:
-                raise ValueError(f"{text!r} is not a test image index (0..{n - 1})")
-            chosen.append(int(text))
+        chosen = image_indices(inputs, self.size("test"))
         predicted = self.predicted(classify, "test", chosen)
         names = self.class_names
         return [f"test image {i}: predicted {names[p]} (label {names[self.labels['test'][i]]})"
