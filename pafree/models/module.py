@@ -83,7 +83,7 @@ class Module:
             p.grad = None
 
     def to(self, device):
-        """Move every parameter's data to ``device`` ("cpu" or "cuda") in place
+        """Move every parameter's and buffer's data to ``device`` ("cpu" or "cuda") in place
         (gradients dropped; a no-op for those already there): the parameter tensors
         stay the same objects, so optimizers keep pointing at them (build an
         optimizer after the move: its state goes where the data is)."""
