@@ -113,7 +113,6 @@ def matmul(a, b, derivative=None):
     return _arith("matmul", derivative).matmul(a, b)
 
 
-
 def _pair(value, name, least):
     """An int or a pair of ints, each at least ``least``, as a pair."""
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
@@ -187,6 +186,7 @@ def conv2d(x, w, bias=None, stride=1, padding=0, groups=1, derivative=None):
                                              reshape(cols, (n, groups, k, oh * ow)))
     y = reshape(y, (n, o, oh, ow))
     return y if bias is None else add(y, reshape(bias, (1, o, 1, 1)))
+
 
 # --- ops with no multiplication: the same in every mode ------------------------------
 # (``derivative`` is accepted for a uniform signature; add, compare and copy have one

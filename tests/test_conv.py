@@ -7,11 +7,13 @@ SPEC elsewhere) into float32 accumulators that start at +0.0.
 """
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 import pafree.functional as F
 from pafree import config
 from pafree.autograd.tensor import Tensor
 from pafree.ops import pam, pam_slope
+from test_gemm import assert_same_bits as same_bits_or_nan, data as gemm_data
 
 F32 = np.float32
 
@@ -117,6 +119,28 @@ def test_pa_conv_bit_exact_against_loop_reference(case, kind):
     expect = reference(x, weight, bias, g, kind, **params)
     for name, a, b in zip(["y", "dx", "dw", "dbias"], got, expect):
         assert_same_bits(a, b, name)
+
+
+@given(st.data())
+def test_pa_conv_bit_exact_on_random_geometries_and_special_values(draw):
+    """Any stride, padding, groups and size, on data with zeros, subnormals, underflow,
+    overflow, inf and NaN (test_gemm's kinds); NaN positions must agree, not their bits."""
+    pick = lambda lo, hi: draw.draw(st.integers(lo, hi))        # noqa: E731
+    groups, kh, kw, ph, pw = pick(1, 3), pick(1, 3), pick(1, 3), pick(0, 2), pick(0, 2)
+    shape = (pick(1, 2), groups * pick(1, 2), pick(max(1, kh - 2 * ph), 6), pick(max(1, kw - 2 * pw), 6))
+    params = dict(stride=(pick(1, 3), pick(1, 3)), padding=(ph, pw), groups=groups)
+    kind = draw.draw(st.sampled_from(["fast", "masked", "edge"]))
+    rng = np.random.default_rng(pick(0, 2 ** 32 - 1))
+    x = gemm_data(shape, kind, rng)
+    weight = gemm_data((groups * pick(1, 2), shape[1] // groups, kh, kw), kind, rng)
+    bias = gemm_data(weight.shape[:1], kind, rng)
+    g = gemm_data(F.conv2d(x, weight, **params, derivative="approx").shape, kind, rng)
+    derivative = draw.draw(st.sampled_from(["exact", "approx"]))
+    with np.errstate(all="ignore"):
+        got = run(x, weight, bias, g, "pa-" + derivative, **params)
+        expect = reference(x, weight, bias, g, derivative, **params)
+    for a, b in zip(got, expect):
+        same_bits_or_nan(a, np.ascontiguousarray(b))
 
 
 def float_conv(x, weight, stride, padding, groups):
@@ -248,3 +272,25 @@ def test_conv2d_rejects_integer_tensors():
         F.conv2d(np.zeros((1, 1, 3, 3), np.int32), np.zeros((1, 1, 3, 3), F32))
     with pytest.raises(TypeError, match="weight must be a float tensor"):
         F.conv2d(np.zeros((1, 1, 3, 3), F32), np.zeros((1, 1, 3, 3), bool))
+
+
+@pytest.mark.parametrize("kind", ["exact", "approx"])
+def test_pa_conv_step_passes_the_audit(kind):
+    """Forward and backward of a grouped, strided conv under all the audit's layers: no
+    float multiply anywhere, and the patch kernels among those scanned."""
+    from pafree.audit.step import Audit
+    x, weight, bias, params = make("depthwise x2 stride 3")
+    g = np.ones(F.conv2d(x, weight, **params).shape, F32)
+
+    def step(x, weight, bias, g):
+        X, W, B = (Tensor(a, requires_grad=True) for a in (x, weight, bias))
+        F.conv2d(X, W, B, **params).backward(g)
+
+    with config.mode("pa", matmul="pa-" + kind), Audit() as audit:
+        audit.rehearse(step, *(a.copy() for a in (x, weight, bias, g)))
+        audit.run(step, x, weight, bias, g)
+    report = audit.report()
+    assert report.ok, report.findings
+    assert {"unfold", "fold", "pam_matmul" if kind == "approx" else "pam_matmul_exact_grads"} <= set(
+        report.primitives) | {k.name for k in report.kernels}
+    assert {"unfold", "fold"} <= {k.name for k in report.kernels}

@@ -35,7 +35,8 @@ def test_every_kernel_is_audited(audit):
         "float_add", "float_sub", "float_neg", "float_relu", "where_kernel", "gather",
         "sum_axis", "max_axis", "pam_gemm_tiled", "pam_gemm_small", "exact_grad_a", "exact_grad_b",
         "take_kernel", "scatter_add_kernel", "floor_kernel", "isfinite_kernel",
-        "put_kernel", "nonnegative_kernel", "first_max_axis", "adamw_pa_kernel"}
+        "put_kernel", "nonnegative_kernel", "first_max_axis", "adamw_pa_kernel",
+        "unfold_kernel", "fold_kernel"}
     assert set(audit) == expected
 
 

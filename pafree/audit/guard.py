@@ -221,7 +221,7 @@ def guard_tree(root):
 
 # Primitives that only move, select or create data: not listed among the work done.
 DATA_MOVEMENT = frozenset(("reshape", "transpose", "broadcast_to", "getitem", "concatenate",
-                           "split", "where", "zeros", "ones_like", "copy"))
+                           "split", "where", "zeros", "ones_like", "copy", "unfold"))
 
 
 def _elements(name, args, params, out):

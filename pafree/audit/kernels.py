@@ -257,7 +257,7 @@ def scan_dispatcher(dispatcher):
 def compile_ops_kernels():
     """Run every kernel of pafree.ops once on small float32 inputs, compiling it."""
     from .. import ops
-    from ..ops import adamw, cpu, unbuffered
+    from ..ops import adamw, cpu, patches, unbuffered
     x = np.linspace(-3.0, 3.0, 12, dtype=np.float32).reshape(3, 4)
     x_bits, out = x.reshape(-1).view(np.int32), np.empty(12, np.int32)
     for kernel in (k for pair in cpu.UNARY.values() for k in pair):
@@ -279,6 +279,8 @@ def compile_ops_kernels():
     unbuffered.reduce_sum(x, 0), unbuffered.reduce_sum(x, 1), unbuffered.first_max(x, 1)
     unbuffered.integer_shift(x, 1)
     unbuffered.scatter_add(np.zeros((3, 4), np.float32), np.array([0, 2, 0]), x)
+    geometry = ((2, 2), (1, 1), (1, 1))
+    patches.fold(patches.unfold(x.reshape(1, 1, 3, 4), *geometry), (1, 1, 3, 4), *geometry)
 
 
 def scan_all(prefix="pafree.ops"):

@@ -143,7 +143,7 @@ integer_shift = Kernel("integer_shift", unbuffered.integer_shift)
 nonnegative = Kernel("nonnegative", lambda x: x >= 0)
 broadcast_to = Kernel("broadcast_to", np.broadcast_to)
 split = Kernel("split", lambda x, sizes, axis: np.split(x, np.cumsum(sizes)[:-1], axis=axis))
-fold = Kernel("fold", patches.fold, ("cpu",))
+fold = Kernel("fold", patches.fold)
 
 # --- shared primitives: float add / compare / copy, same in every mode ----------
 # (pafree.ops.unbuffered: numpy's buffered iterator multiplies to plan its buffers)
@@ -158,7 +158,7 @@ reshape = Primitive("reshape", lambda x, shape: np.reshape(x, shape))
 transpose = Primitive("transpose", lambda x, axes: np.transpose(x, axes))
 getitem = Primitive("getitem", lambda x, idx: x[idx])
 concatenate = Primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis))
-unfold = Primitive("unfold", patches.unfold, backends=("cpu",))   # conv patches (im2col)
+unfold = Primitive("unfold", patches.unfold)     # conv patches (im2col)
 
 
 def _keepdims_shape(shape, axis):
@@ -278,6 +278,7 @@ def use_cuda():
         zeros: cuda.zeros, ones_like: cuda.ones_like, copy: cuda.copy, reshape: cuda.reshape,
         transpose: cuda.transpose, broadcast_to: cuda.broadcast_to, getitem: cuda.getitem,
         scatter_add: cuda.scatter_add, split: cuda.split, concatenate: cuda.concatenate,
+        unfold: cuda.unfold, fold: cuda.fold,
         adamw_pa: cuda.adamw_pa,
     })
     for kernel, fn in table.items():

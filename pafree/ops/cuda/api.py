@@ -13,13 +13,15 @@ import numpy as np
 from numba import cuda
 
 from .. import elementwise as elementwise_ops
+from .. import patches
 from ..cpu import float32_array, is_device_array
 from ..gemm.shapes import matmul_shapes
 from ..indices import size
 from .kernels import (BINARY, FLOAT_BINARY, FLOAT_UNARY, UNARY, adamw_pa_kernel, exact_grad_a,
-                      exact_grad_b, first_max_axis, floor_kernel, gather, isfinite_kernel,
-                      max_axis, nonnegative_kernel, pam_gemm_small, pam_gemm_tiled, put_kernel,
-                      scatter_add_kernel, sum_axis, take_kernel, where_kernel)
+                      exact_grad_b, first_max_axis, floor_kernel, fold_kernel, gather,
+                      isfinite_kernel, max_axis, nonnegative_kernel, pam_gemm_small,
+                      pam_gemm_tiled, put_kernel, scatter_add_kernel, sum_axis, take_kernel,
+                      unfold_kernel, where_kernel)
 from .layout import (SMALL_TILE, TILE, as_flat, axis_slices, axis_view, broadcast_geometry,
                      broadcast_strides, device_geometry, flat_positions, launch,
                      positions)
@@ -141,6 +143,33 @@ def scatter_add(out, idx, values):
     scatter_add_kernel[launch(targets.size)](
         as_flat(out, np.float32), cuda.to_device(targets.astype(np.int64)), cuda.to_device(starts),
         cuda.to_device(order.astype(np.int64)), as_flat(values, np.float32))
+
+
+def _patch_geometry(kernel, stride, padding):
+    return cuda.to_device(np.array([*kernel, *stride, *padding], np.int64))
+
+
+def unfold(x, kernel, stride, padding):
+    """pafree.ops.patches.unfold on the device: the patch matrix (N, C*kh*kw, OH*OW)."""
+    x = to_device(x, "unfold")
+    if x.ndim != 4:
+        raise TypeError(f"unfold: expected a 4-D array, got shape {tuple(x.shape)}")
+    n, c, _, _, oh, ow = patches.shapes(x.shape, kernel, stride, padding)
+    out = cuda.device_array((n, c * kernel[0] * kernel[1], oh, ow), np.float32)
+    if out.size:
+        unfold_kernel[launch(out.size)](x.view(np.int32), _patch_geometry(kernel, stride, padding),
+                                        out.view(np.int32))
+    return out.reshape(n, c * kernel[0] * kernel[1], oh * ow)
+
+
+def fold(cols, shape, kernel, stride, padding):
+    """pafree.ops.patches.fold on the device: unfold's adjoint, (N, C, H, W) of ``shape``."""
+    n, c, _, _, oh, ow = patches.shapes(shape, kernel, stride, padding)
+    cols = to_device(cols, "fold").reshape(n, c * kernel[0] * kernel[1], oh, ow)
+    out = cuda.device_array(tuple(shape), np.float32)
+    if out.size:
+        fold_kernel[launch(out.size)](cols, _patch_geometry(kernel, stride, padding), out)
+    return out
 
 
 def nonnegative(x):
@@ -285,17 +314,17 @@ def swap_last_axes(x):
 
 def matmul_operands(a, b, op, transpose_a=False, transpose_b=False):
     """a, b (transposed copies where asked) as int32 (nbA, M, K) and (nbB, K, N) device views,
-    and their MatmulShapes; batch dimensions must be equal on both sides or on one side only
-    (or all 1)."""
+    and their MatmulShapes. The kernels take a batch equal to the output's or of one product;
+    an operand whose batch is neither (a conv's grouped weight against a batch of patch
+    matrices) is broadcast to the output's batch by a copy."""
     shapes = matmul_shapes(a.shape, b.shape, op, transpose_a, transpose_b)
-    for side in (shapes.batch_a, shapes.batch_b):
-        if side != shapes.batch and any(s != 1 for s in side):
-            raise NotImplementedError(f"{op} on cuda: batch shapes {shapes.batch_a} and "
-                                      f"{shapes.batch_b} (only equal or one-sided)")
     a = swap_last_axes(a) if transpose_a else a
     b = swap_last_axes(b) if transpose_b else b
-    a3 = a.reshape(size(shapes.batch_a), shapes.m, shapes.k).view(np.int32)
-    b3 = b.reshape(size(shapes.batch_b), shapes.k, shapes.n).view(np.int32)
+    a, b = (x if size(batch) in (1, size(shapes.batch))
+            else broadcast_to(x, shapes.batch + tuple(x.shape[-2:]))
+            for x, batch in ((a, shapes.batch_a), (b, shapes.batch_b)))
+    a3 = a.reshape(size(a.shape[:-2]) if a.ndim > 1 else 1, shapes.m, shapes.k).view(np.int32)
+    b3 = b.reshape(size(b.shape[:-2]) if b.ndim > 1 else 1, shapes.k, shapes.n).view(np.int32)
     return a3, b3, shapes
 
 

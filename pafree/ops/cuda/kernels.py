@@ -13,6 +13,7 @@ from numba.extending import register_jitable
 
 from .. import bits, elementwise
 from ..adamw import adamw_pa_element, as_bits, as_float
+from ..patches import fold_element, unfold_element
 from .layout import SMALL_TILE, TILE
 
 KERNELS = {}             # name -> (kernel, PTX signature): what the PTX audit compiles
@@ -104,6 +105,27 @@ def scatter_add_kernel(out, targets, starts, sources, values):
         for s in range(starts[u], starts[u + 1]):
             acc += values[sources[s]]
         out[targets[u]] = acc
+
+
+# --- convolution patches (pafree.ops.patches) ------------------------------------------
+
+def patch_kernel(element, dtype, name):
+    """out[a, b, c, d] = element(src, a, b, c, d, *geometry), one thread per output element;
+    geometry = (kh, kw, sh, sw, ph, pw)."""
+    @cuda_kernel(f"void({dtype}[:, :, :, ::1], int64[::1], {dtype}[:, :, :, ::1])", name)
+    def kernel(src, geometry, out):
+        n1, n2, n3 = out.shape[1], out.shape[2], out.shape[3]
+        for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            a, rest = t // (n1 * n2 * n3), t % (n1 * n2 * n3)
+            b, rest = rest // (n2 * n3), rest % (n2 * n3)
+            out[a, b, rest // n3, rest % n3] = element(
+                src, a, b, rest // n3, rest % n3,
+                geometry[0], geometry[1], geometry[2], geometry[3], geometry[4], geometry[5])
+    return kernel
+
+
+unfold_kernel = patch_kernel(unfold_element, "int32", "unfold_kernel")   # (N, C*kh*kw, OH, OW) bits
+fold_kernel = patch_kernel(fold_element, "float32", "fold_kernel")       # (N, C, H, W), fold's order
 
 
 @cuda_kernel("void(int32[::1], int32[::1])")
