@@ -452,29 +452,25 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     return _affine(ar, y, per_channel(weight), per_channel(bias))
 
 
-def _windows(x, kernel, stride):
-    """x (N, C, H, W) -> (N, C, H', W', kernel**2): each output position's kernel x kernel
-    window, the offsets in row-major order (strided slices, so the gradient adds back)."""
+def _pool(reduce, x, kernel, stride, **options):
+    """``reduce`` over axis 2 of x's windows (N, C, kernel**2, H'*W'), unfold's patches (the
+    window offsets in row-major order), as (N, C, H', W')."""
     x = _tensor(x)
-    height, width = x.shape[2:]
-    if kernel > height or kernel > width:
-        raise ValueError(f"pooling window {kernel} is larger than the input {height}x{width}")
-    rows = stride * ((height - kernel) // stride) + 1      # the span the strided slice covers
-    cols = stride * ((width - kernel) // stride) + 1
-    return stack([getitem(x, (slice(None), slice(None), slice(i, i + rows, stride),
-                              slice(j, j + cols, stride)))
-                  for i in range(kernel) for j in range(kernel)], axis=-1)
+    n, c, height, width = x.shape
+    cols = reshape(unfold(x, kernel, stride), (n, c, kernel * kernel, -1))
+    out = (patches.out_size(height, kernel, stride, 0), patches.out_size(width, kernel, stride, 0))
+    return reshape(reduce(cols, axis=2, **options), (n, c, *out))
 
 
 def max_pool2d(x, kernel_size, stride=None):
     """Maximum over kernel_size x kernel_size windows (stride: kernel_size unless given) of
     NCHW ``x``; of tied maxima the first in the window's row-major order gets the gradient."""
-    return max(_windows(x, kernel_size, stride or kernel_size), axis=-1)
+    return _pool(max, x, kernel_size, stride or kernel_size)
 
 
 def avg_pool2d(x, kernel_size, stride=None, derivative=None):
     """Mean over kernel_size x kernel_size windows of NCHW ``x``: the window's sum ⊘ its size."""
-    return mean(_windows(x, kernel_size, stride or kernel_size), axis=-1, derivative=derivative)
+    return _pool(mean, x, kernel_size, stride or kernel_size, derivative=derivative)
 
 
 def global_avg_pool2d(x, derivative=None):

@@ -152,8 +152,8 @@ def test_avg_pool_pa_is_sum_pad_count():
         pooled = GlobalAvgPool2d()(x).data
     with config.mode("standard"), no_grad():
         float2 = AvgPool2d(2)(x).data
-    windows = np.stack([x[:, :, i:i + 4:3, j:j + 4:3] for i in range(3) for j in range(3)], -1)
-    np.testing.assert_array_equal(got3, pad(windows.sum(-1), np.float32(9)))  # numpy's order
+    windows = np.stack([x[:, :, i:i + 4:3, j:j + 4:3] for i in range(3) for j in range(3)], 2)
+    np.testing.assert_array_equal(got3, pad(windows.sum(2), np.float32(9)))   # numpy's order
     np.testing.assert_array_equal(got2, float2)        # ⊘ 4 is exact: PA = float
     np.testing.assert_array_equal(pooled, pad(x.sum((2, 3)), np.float32(36)))
     assert pooled.shape == (2, 2)
@@ -181,5 +181,5 @@ def test_overlapping_max_pool_adds_gradients_of_shared_elements():
 
 
 def test_pool_window_larger_than_input_is_an_error():
-    with pytest.raises(ValueError, match="larger than the input"):
+    with pytest.raises(ValueError, match="larger than the padded input"):
         F.max_pool2d(np.zeros((1, 1, 2, 2), np.float32), 3)
