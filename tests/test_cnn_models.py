@@ -3,7 +3,7 @@ differences, every mode running (tiny widths: these run the real conv2d)."""
 import numpy as np
 import pytest
 
-from pafree import F, Tensor, config, no_grad
+from pafree import F, config, no_grad
 from pafree.models import Conv2d, ConvMixer, PreActResNet, VGG
 
 MODES = ["standard", "pa-matmul", "pa"]
