@@ -11,55 +11,15 @@ over one contiguous chunk per thread in a thread pool (ufuncs release the GIL),
 so both sides use every core. Target: every ratio at most 1.2.
 """
 import argparse
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
-from pafree import ops
+from pafree.bench import chunked, elementwise_cases, median_times
+from pafree.bench import elementwise_inputs as inputs
 
-# PA op, float counterpart, input generator (positive inputs where the float op needs them)
-CASES = [
-    ("pam", ops.pam, np.multiply, 2, "normal"),
-    ("pad", ops.pad, np.divide, 2, "positive"),
-    ("paexp2", ops.paexp2, np.exp2, 1, "exponent"),
-    ("palog2", ops.palog2, np.log2, 1, "positive"),
-    ("pasqrt", ops.pasqrt, np.sqrt, 1, "positive"),
-]
-
-
-def inputs(kind, count, n, rng):
-    if kind == "normal":
-        return [rng.standard_normal(n, dtype=np.float32) for _ in range(count)]
-    if kind == "positive":
-        return [rng.lognormal(0.0, 2.0, n).astype(np.float32) for _ in range(count)]
-    return [rng.uniform(-20.0, 20.0, n).astype(np.float32) for _ in range(count)]
-
-
-def chunked(ufunc, pool, threads):
-    """The ufunc run over one contiguous chunk per thread."""
-    def run(*args):
-        out = np.empty_like(args[0])
-        bounds = np.linspace(0, out.size, threads + 1).astype(int)
-        jobs = [pool.submit(ufunc, *(a[lo:hi] for a in args), out=out[lo:hi])
-                for lo, hi in zip(bounds[:-1], bounds[1:])]
-        for job in jobs:
-            job.result()
-        return out
-    return run
-
-
-def median_times(pa_op, float_op, args, repeat):
-    """Median wall times of the two ops, timed alternately so that both see the same load."""
-    pa_op(*args), float_op(*args)                # compile / warm up
-    times = {pa_op: [], float_op: []}
-    for _ in range(repeat):
-        for fn in (pa_op, float_op):
-            start = time.perf_counter()
-            fn(*args)
-            times[fn].append(time.perf_counter() - start)
-    return float(np.median(times[pa_op])), float(np.median(times[float_op]))
+CASES = elementwise_cases()
 
 
 def main(argv=None):

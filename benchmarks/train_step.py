@@ -1,4 +1,4 @@
-"""Time one training step of the numbers encoder-decoder (default size), pa beside standard.
+"""Time one training step of a task's model (default: numbers; default sizes), pa beside standard.
 
 Both modes build the same model (same seed, same initial weights) and train on
 the same batch; each step is forward, loss, backward, gradient clipping and the
@@ -12,7 +12,7 @@ after a pause, so that neither library's idle spinning threads slow the other):
   optimizer         gradient clipping and the AdamW update
   Python/tape       the rest: building the graph, the backward walk, unbroadcasting, glue
 
-    python benchmarks/train_step.py [--steps 21] [--batch-size 64]
+    python benchmarks/train_step.py [--task numbers] [--steps 21] [--batch-size N]
 """
 import argparse
 import os
@@ -20,12 +20,11 @@ import time
 
 from pafree import optim
 from pafree.autograd import registry
+from pafree.bench import alternate_steps
 from pafree.run import build
+from pafree.tasks import TASKS
 
 MODES = ("standard", "pa")
-# OpenBLAS worker threads spin for a while after a float matmul and would take the cores
-# from the next step's Numba threads (and the other way round): steps start after a pause
-PAUSE_S = 0.3
 GEMM = {"pam_matmul", "fmatmul"}
 CATEGORIES = ("GEMM", "other primitives", "optimizer", "Python/tape", "total")
 
@@ -81,42 +80,35 @@ class Timers:
         return row
 
 
-def alternate(runs, batch, timers, steps):
-    """Warm up, then ``steps`` timed steps per mode, the modes alternating after a pause;
-    the median step (by total time) of each mode."""
+def measure(task, steps, batch_size):
+    """The median step (by total time) of each mode, and the runs."""
+    overrides = {} if batch_size is None else {"batch_size": batch_size}
+    runs = {mode: build(task, mode, seed=0, **overrides) for mode in MODES}
+    batch = runs["standard"].batch(0)
     for run in runs.values():
         for _ in range(3):                               # compile and warm up
             run.train_step(batch)
+    timers = Timers()
     timers.install(runs.values())
-    rows = {mode: [] for mode in runs}
     try:
-        for _ in range(steps):
-            for mode, run in runs.items():
-                time.sleep(PAUSE_S)
-                rows[mode].append(timers.step(run, batch))
+        rows = dict(zip(runs, alternate_steps(list(runs.values()), batch, steps, timers.step)))
     finally:
         timers.uninstall()
-    return {mode: sorted(r, key=lambda row: row["total"])[len(r) // 2]
-            for mode, r in rows.items()}
-
-
-def measure(steps, batch_size):
-    """The median step of each mode, and the runs."""
-    runs = {mode: build("numbers", mode, seed=0, batch_size=batch_size) for mode in MODES}
-    return alternate(runs, runs["standard"].batch(0), Timers(), steps), runs
+    median = {mode: sorted(r, key=lambda row: row["total"])[len(r) // 2]
+              for mode, r in rows.items()}
+    return median, runs
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=21)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the task's")
+    parser.add_argument("--task", default="numbers", choices=sorted(TASKS))
     args = parser.parse_args()
-    median, runs = measure(args.steps, args.batch_size)
+    median, runs = measure(args.task, args.steps, args.batch_size)
     run = runs["standard"]
-    hp = run.hparams
-    print(f"numbers encoder-decoder: d_model {hp['d_model']}, {hp['n_enc_layers']}+"
-          f"{hp['n_dec_layers']} layers, d_ff {hp['d_ff']}, batch {args.batch_size}, "
-          f"{run.model.num_parameters():,} parameters; median of {args.steps} steps per mode")
+    print(f"{args.task}: {run.model.num_parameters():,} parameters, batch "
+          f"{run.hparams['batch_size']}; median of {args.steps} steps per mode")
     print(f"NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}, "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"{'ms per step':18s} {'standard':>10s} {'pa':>10s} {'pa/std':>8s}")

@@ -12,6 +12,9 @@ COMMANDS = {
     "predict": ("pafree.run.predict_cli", "Answer inputs with a trained run's model"),
     "audit": ("pafree.audit.cli", "Prove that a whole training step runs no float multiply"),
     "figures": ("pafree.figures", "Regenerate the paper's figures and pafree's own"),
+    "bench": ("pafree.bench", "Time pafree beside float32 on this machine: GEMM, elementwise, "
+                              "training steps"),
+    "ablation": ("pafree.run.ablation", "Run the paper's component ablation (its Table 3) on a task"),
 }
 
 

@@ -8,6 +8,10 @@ each ``"standard"`` (the float baseline), ``"pa-exact"`` or ``"pa-approx"``
     config.set("pa")                               # a preset
     with config.mode("pa-matmul", loss="pa-exact"):  # preset plus overrides, restored on exit
         ...
+
+``pam_offset``: the output offset alpha of the paper's section 2.7 on the PA matmuls (each
+PAM matmul's output ⊙ float32(alpha), itself a PAM); None (the default, and what a preset
+sets) leaves it off. Set like a component: ``config.mode("pa", pam_offset=1.0566)``.
 """
 import contextlib
 
@@ -23,6 +27,8 @@ PRESETS = {     # a whole configuration by name (the --mode of training runs)
     "pa": dict.fromkeys(COMPONENTS[:-1], "pa-approx") | {"loss": "pa-exact", "optim": "pa"},
 }
 
+PAM_OFFSET = "pam_offset"
+
 _current = dict(PRESETS["standard"])
 
 
@@ -32,7 +38,15 @@ def _resolve(preset, overrides):
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
         modes.update(PRESETS[preset])
+        modes.pop(PAM_OFFSET, None)
     for component, mode in overrides.items():
+        if component == PAM_OFFSET:
+            if mode is not None and not (isinstance(mode, (int, float)) and 0 < mode < float("inf")):
+                raise ValueError(f"pam_offset must be a number > 0 or None, got {mode!r}")
+            modes.pop(PAM_OFFSET, None)
+            if mode is not None:
+                modes[PAM_OFFSET] = float(mode)
+            continue
         if component not in ALLOWED:
             raise ValueError(f"unknown component {component!r}; choose from {COMPONENTS}")
         if mode not in ALLOWED[component]:
@@ -43,17 +57,22 @@ def _resolve(preset, overrides):
 
 def set(preset=None, **overrides):
     """Set the modes: a preset name, then per-component overrides."""
-    _current.update(_resolve(preset, overrides))
+    modes = _resolve(preset, overrides)
+    _current.clear()
+    _current.update(modes)
 
 
 @contextlib.contextmanager
 def mode(preset=None, **overrides):
     """Like ``set`` for the body of a ``with`` block; the previous modes come back after."""
     saved = dict(_current)
-    _current.update(_resolve(preset, overrides))
+    modes = _resolve(preset, overrides)
+    _current.clear()
+    _current.update(modes)
     try:
         yield get()
     finally:
+        _current.clear()
         _current.update(saved)
 
 
@@ -64,3 +83,8 @@ def get():
 
 def mode_of(component):
     return _current[component]
+
+
+def pam_offset():
+    """The output offset alpha of the PA matmuls, or None."""
+    return _current.get(PAM_OFFSET)

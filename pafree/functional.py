@@ -43,8 +43,17 @@ class Arith:
     def log2(self, x): return apply(self._log2, x, kind=self.kind)
     def sqrt(self, x): return apply(self._sqrt, x, kind=self.kind)
     def matmul(self, a, b): return apply(self._matmul, a, b, kind=self.kind)
-    def exp(self, x): return self.exp2(self.mul(x, LOG2E))
-    def log(self, x): return self.div(self.log2(x), LOG2E)
+
+    def exp(self, x):
+        if self.kind == "approx":       # one node, the analytic rule dx = dY ⊙ Y (SPEC section 4)
+            return apply(R.paexp, x, kind="approx")
+        return self.exp2(self.mul(x, LOG2E))    # exact and float: through the graph
+
+    def log(self, x):
+        if self.kind == "approx":       # one node, the analytic rule dx = dY ⊘ x
+            return apply(R.palog, x, kind="approx")
+        return self.div(self.log2(x), LOG2E)
+
     def pow(self, x, p): return self.exp2(self.mul(p, self.log2(x)))
 
 
@@ -102,7 +111,8 @@ def pow(x, p, derivative=None):
 
 
 def matmul(a, b, derivative=None):
-    """a @ b with numpy's batch broadcasting; both operands at least 2-D."""
+    """a @ b with numpy's batch broadcasting; both operands at least 2-D. A PA matmul's output
+    is ⊙ alpha when ``config.pam_offset()`` is set (the paper's section 2.7)."""
     a, b = _tensor(a), _tensor(b)
     if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align")
@@ -110,7 +120,12 @@ def matmul(a, b, derivative=None):
         np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
-    return _arith("matmul", derivative).matmul(a, b)
+    ar = _arith("matmul", derivative)
+    out = ar.matmul(a, b)
+    alpha = config.pam_offset()
+    if alpha is None or ar.mode == "standard":
+        return out
+    return ar.mul(out, np.float32(alpha))
 
 
 def _pair(value, name, least):

@@ -101,19 +101,20 @@ ROWS = {
                lambda x: np.full_like(x, 1 / 1.5), PAD_ERR, lambda x: PAD_ERR),
     "square": ("fig_multiply_family", lambda x: ops.pam(x, x), lambda x: x**2,
                lambda x: 2 * x, PAM_ERR, lambda x: PAM_ERR),
-    # ((Y ⊙ ln 2) ⊘ 2) ⊘ (x ⊙ ln 2): pasqrt's error, one PAM down, one PAD up, one PAM inverted
+    # 1 ⊘ (2 ⊙ Y): pasqrt's error inverted, one PAD up
     "sqrt": ("fig_multiply_family", ops.pasqrt, np.sqrt, lambda x: 0.5 / np.sqrt(x),
-             SQRT_ERR, lambda x: (-1 / 9, (1 + SQRT_ERR[1]) * (9 / 8) * (9 / 8) - 1)),
+             SQRT_ERR, lambda x: (1 / (1 + SQRT_ERR[1]) - 1, 1 / 8)),
     "exp2": ("fig_exp_family", ops.paexp2, np.exp2, lambda x: np.exp2(x) * np.log(2),
              EXP2_ERR, lambda x: (-1 / 9, EXP2_ERR[1])),
-    # the PAM by log2(e) errs by up to 1/9 inside the exponent, so the bound widens with |x|
+    # approx = Y = paexp(x) itself: the PAM by log2(e) errs by up to 1/9 inside the exponent,
+    # so the bound widens with |x|
     "exp": ("fig_exp_family", ops.paexp, np.exp, np.exp, None,
-            lambda x: (2 ** (-np.abs(x) * np.log2(np.e) / 9) * (8 / 9) ** 2 - 1,
+            lambda x: (2 ** (-np.abs(x) * np.log2(np.e) / 9) - 1,
                        2 ** (np.abs(x) * np.log2(np.e) / 9) * (1 + EXP2_ERR[1]) - 1)),
     "log2": ("fig_exp_family", ops.palog2, np.log2, lambda x: 1 / (x * np.log(2)), None,
              lambda x: (0.0, (9 / 8) ** 2 - 1)),
     "log": ("fig_exp_family", ops.palog, np.log, lambda x: 1 / x, None,
-            lambda x: (0.0, (9 / 8) ** 3 - 1)),
+            lambda x: PAD_ERR),                             # 1 ⊘ x
 }
 TINY = 1e-6  # float32 rounding of the constants ln 2 and log2(e)
 

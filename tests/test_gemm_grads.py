@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from pafree.ops import bits, pam, pam_matmul, pam_matmul_exact_grads, pam_slope
-from pafree.ops.gemm import grads, tiles
-from test_gemm import EDGE, F32, SPECIAL, TWO, assert_same_bits, data, f32
+from pafree.ops.gemm import forward, grads, tiles, tuning
+from test_gemm import EDGE, F32, SPECIAL, TWO, assert_same_bits, data, f32, reference
 
 
 def reference_grads(a, b, dy):
@@ -187,3 +187,41 @@ def test_thread_count_does_not_change_bits():
         numba.set_num_threads(before)
     for x, y in zip(*runs):
         assert_same_bits(x, y)
+
+
+@pytest.mark.parametrize("vector_bits", tuning.VECTOR_BITS)
+def test_every_vector_width_gives_the_same_bits(vector_bits, monkeypatch):
+    """Each compiled variant (tuning.py: the one this CPU runs and the others) on the same
+    operands: bit for bit the scalar definitions, every tile loop, and no float multiply."""
+    from pafree.audit.kernels import scan_dispatcher
+    from pafree.ops.jit import KERNELS
+    monkeypatch.setattr(forward, "THIS_CPU", forward.gemm_kernels(vector_bits))
+    monkeypatch.setattr(grads, "THIS_CPU", grads.derivative_kernels(vector_bits))
+    rng = np.random.default_rng(vector_bits)
+    many = 4 * numba.config.NUMBA_NUM_THREADS
+    for kind in ("fast", "masked", "edge"):
+        a, b = data((70, 300), kind, rng), data((300, 130), kind, rng)
+        assert_same_bits(pam_matmul(a, b), reference(a, b))
+        small_a, small_b = data((many, 9, 30), kind, rng), data((many, 30, 70), kind, rng)
+        expect = np.stack([reference(x, y) for x, y in zip(small_a, small_b)])
+        assert_same_bits(pam_matmul(small_a, small_b), expect)           # pam_gemm_batched
+        a, b, dy = data((23, 31), kind, rng), data((31, 70), kind, rng), data((23, 70), kind, rng)
+        for got, expect in zip(pam_matmul_exact_grads(a, b, dy), reference_grads(a, b, dy)):
+            assert_same_bits(got, expect)
+    for name in ("pam_gemm_packed", "pam_gemm_batched", "exact_grad_a", "exact_grad_b"):
+        counts, forbidden = scan_dispatcher(KERNELS[tuning.kernel_name(name, vector_bits)])
+        assert forbidden == [] and counts.get("asm float add", 0) > 0, name
+
+
+def test_kernels_load_from_the_disk_cache_in_a_new_process():
+    """Numba keys a closure's disk-cache entry on its free variables, pickled: the factories'
+    kernels must pickle the same in every process, or every process compiles them again."""
+    import subprocess
+    import sys
+    code = ("import hashlib; from numba.core.serialize import dumps; from pafree.ops.jit import "
+            "KERNELS; print([hashlib.sha256(dumps([c.cell_contents for c in "
+            "KERNELS[n].py_func.__closure__])).hexdigest() for n in "
+            "('pam_gemm_packed', 'pam_gemm_batched', 'exact_grad_a', 'exact_grad_b')])")
+    keys = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout for _ in range(2)]
+    assert keys[0] == keys[1] and len(keys[0]) > 200

@@ -8,6 +8,7 @@ from pafree import F
 from pafree.models.layers import Linear
 from pafree.tasks import TASKS, get_task, task_class
 from pafree.tasks.base import Metric, Task, epoch_indices
+from pafree.tasks import dates as dt
 from pafree.tasks import numbers as nm
 from pafree.tasks.metrics import accuracy, bleu, exact_match
 from pafree.tasks.vocab import BOS, EOS, PAD
@@ -24,12 +25,17 @@ def numbers():
 
 
 @pytest.fixture(scope="module")
+def dates():
+    return get_task("dates")
+
+
+@pytest.fixture(scope="module")
 def addition():
     return get_task("addition")
 
 
 def test_unknown_task_lists_valid_names():
-    with pytest.raises(ValueError, match="addition, cifar10, digits, digits-cnn, numbers"):
+    with pytest.raises(ValueError, match="addition, cifar10, dates, digits, digits-cnn, numbers"):
         get_task("mnist")
 
 
@@ -191,6 +197,67 @@ def test_numbers_evaluate_oracle_and_wrong(numbers):
     # drop the last token of every translation: no exact match, BLEU strictly between
     clipped = numbers.evaluate(lambda srcs: [refs[tuple(s)][:-1] for s in srcs], "test", limit=50)
     assert clipped["exact_match"] < 0.1 and 10 < clipped["bleu"] < 100
+
+
+# ---------------------------------------------------------------- dates
+
+# written by hand, not generated
+DATES_HAND = {
+    (1984, 3, 21): ("einundzwanzigste märz neunzehnhundertvierundachtzig",
+                    "march twenty-first, nineteen eighty-four"),
+    (2005, 5, 1): ("erste mai zweitausendfünf", "may first, two thousand five"),
+    (1107, 7, 3): ("dritte juli elfhundertsieben", "july third, eleven oh seven"),
+    (1900, 12, 31): ("einunddreißigste dezember neunzehnhundert", "december thirty-first, nineteen hundred"),
+    (2024, 2, 29): ("neunundzwanzigste februar zweitausendvierundzwanzig",
+                    "february twenty-ninth, twenty twenty-four"),
+    (2010, 8, 8): ("achte august zweitausendzehn", "august eighth, twenty ten"),
+    (1777, 10, 20): ("zwanzigste oktober siebzehnhundertsiebenundsiebzig",
+                     "october twentieth, seventeen seventy-seven"),
+    (2000, 1, 30): ("dreißigste januar zweitausend", "january thirtieth, two thousand"),
+    (1812, 6, 18): ("achtzehnte juni achtzehnhundertzwölf", "june eighteenth, eighteen twelve"),
+    (2099, 11, 7): ("siebte november zweitausendneunundneunzig", "november seventh, twenty ninety-nine"),
+    (1101, 9, 2): ("zweite september elfhunderteins", "september second, eleven oh one"),
+}
+
+
+@pytest.mark.parametrize("ymd", sorted(DATES_HAND))
+def test_dates_german_english_hand_checked(ymd):
+    date = dt.datetime.date(*ymd)
+    assert (dt.german(date), dt.english(date)) == DATES_HAND[ymd]
+
+
+def test_dates_range_checked():
+    with pytest.raises(ValueError, match="outside"):
+        dt.german_morphemes(dt.datetime.date(2100, 1, 1))
+
+
+def test_dates_splits_fixed_disjoint_and_every_day_month_year_kind_tested(dates):
+    sets = {s: set(dates.examples[s]) for s in ("train", "valid", "test")}
+    assert [len(sets[s]) for s in ("train", "valid", "test")] == [20000, 500, 1000]
+    assert not sets["train"] & sets["valid"] and not sets["train"] & sets["test"]
+    assert not sets["valid"] & sets["test"]
+    assert dates.examples["test"] == dt.draw_dates()["test"]
+    test = dates.examples["test"]
+    assert {d.month for d in test} == set(range(1, 13)) and {d.day for d in test} == set(range(1, 32))
+    assert sum(d.year >= 2000 for d in test) > 50        # both ways of reading a year
+
+
+def test_dates_token_round_trip_and_lengths(dates):
+    for split in ("train", "test"):
+        for date, src, tgt in zip(dates.examples[split], dates.src[split], dates.tgt[split]):
+            assert dates.encode_source(dt.german(date)) == src
+            assert dates.src_vocab.decode(src) == dt.german_morphemes(date)
+            assert dates.decode_target(tgt + [EOS, PAD]) == dt.english(date)
+            assert len(src) <= dates.max_src_len and len(tgt) < dates.max_tgt_len
+    assert dates.encode_source(" Erste  Mai zweitausendfünf") == dates.encode_source("erste mai zweitausendfünf")
+
+
+def test_dates_evaluate_oracle_and_wrong(dates):
+    refs = {tuple(s): t for s, t in zip(dates.src["test"], dates.tgt["test"])}
+    perfect = dates.evaluate(lambda srcs: [refs[tuple(s)] + [EOS] for s in srcs], "test", limit=50)
+    assert perfect == {"exact_match": 1.0, "bleu": pytest.approx(100.0)}
+    clipped = dates.evaluate(lambda srcs: [refs[tuple(s)][:-1] for s in srcs], "test", limit=50)
+    assert clipped["exact_match"] == 0 and 10 < clipped["bleu"] < 100
 
 
 # ---------------------------------------------------------------- addition

@@ -24,7 +24,8 @@ scatter_add, first_max, integer_shift, nonnegative, broadcast_to, split, fold, a
 optimizer's fused AdamW updates (PA on cpu and cuda; the float baseline's on
 cpu only). Primitives, in three families:
 - PA primitives (pam, pad, paexp2, palog2, pasqrt, pam_matmul): distinct exact
-  and approx rules.
+  and approx rules; paexp and palog: an approx rule only (their exact derivative
+  is the graph's).
 - float baseline primitives (fmul, fdiv, fexp2, flog2, fsqrt, fmatmul): the
   multiplying baseline of pafree.ops.standard, one rule (the true derivative),
   cpu only.
@@ -252,6 +253,16 @@ palog2.rule(lambda g, ans, x: pam(g, palog2_slope(x)), kinds=["exact"])
 pasqrt = Primitive("pasqrt", ops.pasqrt)
 pasqrt.rule(lambda g, ans, x: pad(g, pam(ans, TWO)), kinds=["approx"])
 pasqrt.rule(lambda g, ans, x: pam(g, pasqrt_slope(x)), kinds=["exact"])
+
+# paexp and palog with approx derivatives: one node each, whose rule is the analytic derivative
+# evaluated with PA, as the authors' pa_exp/pa_log backward (SPEC section 4). Chaining the approx
+# rules of paexp2/palog2 and the PAM/PAD by log2 e would carry the constant ln 2 ⊙ log2 e ≈ 0.91.
+# Exact derivatives go through that graph instead (pafree.functional), so no exact rule here.
+paexp = Primitive("paexp", ops.paexp)
+paexp.rule(lambda g, ans, x: pam(g, ans), kinds=["approx"])
+
+palog = Primitive("palog", ops.palog)
+palog.rule(lambda g, ans, x: pad(g, x), kinds=["approx"])
 
 
 # dA[i,k] = sum_j g[i,j] ⊙ slope(a[i,k], b[k,j]), and dB likewise, in one pass: the exact

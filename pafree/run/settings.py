@@ -15,12 +15,13 @@ def resolve_settings(task="digits", mode="pa", seed=0, optimizer=None, hparams=N
     """The full settings of a run: task, component modes, seed and hyper-parameters
     (the task's defaults with ``overrides`` applied). ``overrides`` named like a component
     (matmul, norm, softmax, loss, other) set its mode; ``hparams`` are hyper-parameters only
-    (the way to set the ``norm`` placement, pre/post, which shares a component's name).
+    (the way to set the ``norm`` placement, pre/post, which shares a component's name);
+    ``pam_offset`` (config.pam_offset) is kept with the component modes.
     Unknown names raise ValueError listing the valid ones, values out of range what is
     allowed."""
     defaults = task_class(task).defaults      # ValueError for an unknown task
     check_mode_and_seed(mode, seed)
-    flags = {c: overrides.pop(c, None) for c in COMPONENT_FLAGS}
+    flags = {c: overrides.pop(c, None) for c in (*COMPONENT_FLAGS, config.PAM_OFFSET)}
     components = {c: m for c, m in flags.items() if m is not None}
     if optimizer is not None:
         components["optim"] = optimizer

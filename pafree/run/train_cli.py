@@ -29,7 +29,7 @@ def setting_value(text):
 
 def add_arguments(parser):
     parser.add_argument("--task", default="digits", choices=sorted(TASKS),
-                        help="digits (ViT), numbers (German->English encoder-decoder), "
+                        help="digits (ViT), numbers, dates (German->English encoder-decoders), "
                              "addition (decoder-only LM); default digits")
     parser.add_argument("--mode", default="pa", choices=MODES,
                         help="standard = float baseline; pa-matmul = PA matmuls only; "
@@ -39,6 +39,9 @@ def add_arguments(parser):
                             help=f"override the {c} component's arithmetic")
     parser.add_argument("--optimizer", choices=("standard", "pa"), default=None,
                         help="optimizer arithmetic (default: pa in mode pa, else standard)")
+    parser.add_argument("--pam-offset", type=float, metavar="ALPHA",
+                        help="PA matmul outputs ⊙ ALPHA, the paper's output offset (section 2.7), "
+                             "e.g. 1.0566; default none")
     parser.add_argument("--steps", type=int, help="optimizer steps (default: the task's)")
     parser.add_argument("--batch-size", type=int, help="default: the task's")
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the task's)")
@@ -63,7 +66,7 @@ def run(args):
     for key in FLAGS:
         if getattr(args, key) is not None:
             hparams[key] = getattr(args, key)
-    components = {c: getattr(args, c) for c in COMPONENT_FLAGS}
+    components = {c: getattr(args, c) for c in COMPONENT_FLAGS} | {"pam_offset": args.pam_offset}
     out = args.out or default_out(args.task, args.mode, args.seed)
     try:
         final = train(args.task, args.mode, args.seed, args.optimizer, out=out,

@@ -5,6 +5,7 @@
 - ``digits``   the 8x8 handwritten digits of scikit-learn, for a small ViT (accuracy);
 - ``numbers``  German number words -> English number words, for an encoder-decoder
                (exact match and BLEU);
+- ``dates``    German dates -> English dates, harder than numbers (the ablation's task);
 - ``addition`` integer addition for a decoder-only LM, optionally with position coupling
                (exact match per operand length, including lengths longer than trained);
 - ``digits-cnn`` the digits split for a small pre-activation ResNet (accuracy);
@@ -23,6 +24,7 @@ TASKS = {
     "digits": ("pafree.tasks.digits", "DigitsTask"),
     "numbers": ("pafree.tasks.numbers", "NumbersTask"),
     "addition": ("pafree.tasks.addition", "AdditionTask"),
+    "dates": ("pafree.tasks.dates", "DatesTask"),
     "digits-cnn": ("pafree.tasks.digits_cnn", "DigitsCNNTask"),
     "cifar10": ("pafree.tasks.cifar10", "Cifar10Task"),
 }

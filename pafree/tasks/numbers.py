@@ -132,17 +132,17 @@ def detokenize(tokens):
     return " ".join(tokens).replace(" - ", "-")
 
 
-def split_german(text):
-    """Greedy longest-match morpheme split; unknown parts raise ValueError naming them."""
+def split_german(text, morphemes=DE_MORPHEMES):
+    """Greedy longest-match split into ``morphemes``; unknown parts raise ValueError naming them."""
     word = "".join(text.lower().split()).replace("ssig", "ßig")  # Swiss "dreissig" accepted
     if not word:
         raise ValueError("empty input: expected a German number word such as 'vierhundertelf'")
     out, i = [], 0
     while i < len(word):
-        match = max((m for m in DE_MORPHEMES if word.startswith(m, i)), key=len, default=None)
+        match = max((m for m in morphemes if word.startswith(m, i)), key=len, default=None)
         if match is None:
             raise ValueError(f"unknown German number word part {word[i:]!r} in {text!r} "
-                             f"(known parts: {', '.join(DE_MORPHEMES)})")
+                             f"(known parts: {', '.join(morphemes)})")
         out.append(match)
         i += len(match)
     return out
@@ -183,6 +183,7 @@ class NumbersTask(Task):
     predict_inputs = "German number words (numbers)"
     max_src_len = MAX_TOKENS
     max_tgt_len = MAX_TOKENS + 1        # with BOS (tgt_in) or EOS (tgt_out)
+    morphemes = DE_MORPHEMES            # the source split (``encode_source``)
 
     def __init__(self):
         self.src_vocab = Vocab(DE_MORPHEMES)
@@ -195,11 +196,11 @@ class NumbersTask(Task):
 
     def size(self, split):
         check_split(split)
-        return len(self.numbers[split])
+        return len(self.src[split])
 
     def encode_source(self, text):
         """Source ids of a German number word (no BOS/EOS); unknown parts raise ValueError."""
-        return self.src_vocab.encode(split_german(text))
+        return self.src_vocab.encode(split_german(text, self.morphemes))
 
     def decode_target(self, ids):
         """English text of target ids (stops at EOS)."""
@@ -259,8 +260,7 @@ class NumbersTask(Task):
         """``translate(list of source id lists) -> list of target id lists`` (e.g. beam
         search); returns exact match (fraction) and corpus BLEU (0-100) on English text."""
         check_split(split)
-        numbers = self.numbers[split][:limit]
-        outputs = translate(self.src[split][:len(numbers)])
-        hyps = [self.decode_target(ids) for ids in outputs]
-        refs = [english(int(n)) for n in numbers]
+        sources = self.src[split][:limit]
+        hyps = [self.decode_target(ids) for ids in translate(sources)]
+        refs = [self.decode_target(ids) for ids in self.tgt[split][:len(sources)]]
         return {"exact_match": exact_match(hyps, refs), "bleu": bleu(hyps, refs)}

@@ -25,12 +25,18 @@ the identities are named in bits.py, see docs/gemm.md):
   panels), the row blocks shrinking until every thread has work (K is never
   split). Many small products (attention heads) instead run one task per
   batch element that packs its own operands into L2 and multiplies them.
+- The tile loops and kernels are compiled per vector width
+  (``gemm_kernels``); ``THIS_CPU`` is the one tuning.py picks for this CPU
+  (512 bits with AVX-512: at LLVM's Intel default of 256 the tile spills).
 
 Transposed operands are read in place by the packing; a product with few
 columns is computed as (B^T A^T)^T, which PAM's commutativity makes the same
 sums in the same order, and a batch against one 2-D B as a single GEMM of
 the stacked rows.
 """
+import functools
+from collections import namedtuple
+
 import numba
 import numpy as np
 from numba import carray, prange
@@ -38,6 +44,7 @@ from numba.extending import register_jitable
 
 from .. import bits
 from ..jit import cpu_kernel
+from . import tuning
 from .host import broadcast_index, float32_view, row_block, stack, workspace
 from .shapes import matmul_shapes
 from .tiles import FAST, MASKED, Panels, Place, as_float, stack_tile, tile_machinery, tile_path
@@ -141,136 +148,148 @@ def pack_operands(x, y, packed_a, packed_b):
 # a: (2, MR, K) packed A micro-panel, b: (2, K, NR) packed B panel, dst: a Place
 # of whole rows. The two planes are separate so that the fast loop streams only the first.
 
-@register_jitable
-def tile_fast(dst, first, a, b, k0, k1):
-    """Every product is normal: one int add and one float add per term."""
-    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
-    load_tile(acc, dst, first)
-    for k in range(k0, k1):
-        biased = b[0, k]
-        for r in range(MR):
-            ar = a[0, r, k]
-            for j in range(NR):
-                acc[r, j] += as_float(bits.pam_biased(ar, biased[j]))
-    store_tile(acc, dst)
+GemmKernels = namedtuple("GemmKernels", "packed batched")
 
 
-@register_jitable
-def tile_masked(dst, first, a, b, k0, k1):
-    """No product overflows; a product that is zero or flushes is skipped."""
-    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
-    load_tile(acc, dst, first)
-    for k in range(k0, k1):
-        biased = b[0, k]
-        key = b[1, k]
-        for j in range(NR):           # j outer: fewer live registers than r outer
-            biased_j = biased[j]
-            key_j = key[j]
+@functools.cache
+def gemm_kernels(vector_bits):
+    """The tile loops and kernels compiled for vector_bits-wide vectors (tuning.py); every
+    variant gives the same bits. The variant this CPU runs is ``THIS_CPU``."""
+    @register_jitable
+    def tile_fast(dst, first, a, b, k0, k1):
+        """Every product is normal: one int add and one float add per term."""
+        acc = carray(stack_tile(MR, NR, np.float32, vector_bits), (MR, NR))
+        load_tile(acc, dst, first)
+        for k in range(k0, k1):
+            biased = b[0, k]
             for r in range(MR):
-                s = acc[r, j]
-                t = s + as_float(bits.pam_biased(a[0, r, k], biased_j))
-                acc[r, j] = t if key_j > a[1, r, k] else s
-    store_tile(acc, dst)
+                ar = a[0, r, k]
+                for j in range(NR):
+                    acc[r, j] += as_float(bits.pam_biased(ar, biased[j]))
+        store_tile(acc, dst)
 
 
-@register_jitable
-def tile_exact(dst, first, a, b, k0, k1):
-    """Any operands (inf, NaN, overflow): the scalar bits.pam, same order of sums."""
-    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
-    load_tile(acc, dst, first)
-    for k in range(k0, k1):
-        biased = b[0, k]
-        for r in range(MR):
-            for j in range(NR):
-                p = bits.pam(a[0, r, k], np.int32(biased[j] + bits.ONE))
-                acc[r, j] += as_float(np.int32(p))
-    store_tile(acc, dst)
+    @register_jitable
+    def tile_masked(dst, first, a, b, k0, k1):
+        """No product overflows; a product that is zero or flushes is skipped."""
+        acc = carray(stack_tile(MR, NR, np.float32, vector_bits), (MR, NR))
+        load_tile(acc, dst, first)
+        for k in range(k0, k1):
+            biased = b[0, k]
+            key = b[1, k]
+            for j in range(NR):           # j outer: fewer live registers than r outer
+                biased_j = biased[j]
+                key_j = key[j]
+                for r in range(MR):
+                    s = acc[r, j]
+                    t = s + as_float(bits.pam_biased(a[0, r, k], biased_j))
+                    acc[r, j] = t if key_j > a[1, r, k] else s
+        store_tile(acc, dst)
 
 
-@register_jitable
-def gemm_block(a, b, row_panels, col_panels, m, n, out):
-    """Micro-panels row_panels = (ip0, ip1) of A times column panels (jp0, jp1) of B, into out.
-
-    a, b: Panels of one product, a.planes (M/MR, 2, MR, K), b.planes (N/NR, 2, K, NR);
-    out: the Place of the product's C[0, 0].
-    """
-    k_total = a.planes.shape[3]
-    scratch = carray(stack_tile(MR, NR, np.float32), (MR * NR,))
-    for kc in range(a.bound.shape[1]):
-        k0 = kc * KC
-        k1 = min(k0 + KC, k_total)
-        first = kc == 0
-        for jp in range(col_panels[0], col_panels[1]):   # the row block's K chunk stays in L2
-            j0 = jp * NR
-            nj = min(NR, n - j0)
-            for ip in range(row_panels[0], row_panels[1]):
-                i0 = ip * MR
-                ni = min(MR, m - i0)
-                place = Place(out.values, out.base + i0 * out.row_step + j0 * out.col_step,
-                              out.row_step, out.col_step)
-                dst = open_tile(place, ni, nj, scratch, first)
-                a_bound = a.bound[ip, kc]
-                b_bound = b.bound[jp, kc]
-                path = tile_path(a_bound[0], a_bound[1], b_bound[0], b_bound[1])
-                if path == FAST:
-                    tile_fast(dst, first, a.planes[ip], b.planes[jp], k0, k1)
-                elif path == MASKED:
-                    tile_masked(dst, first, a.planes[ip], b.planes[jp], k0, k1)
-                else:
-                    tile_exact(dst, first, a.planes[ip], b.planes[jp], k0, k1)
-                close_tile(place, ni, nj, scratch)
+    @register_jitable
+    def tile_exact(dst, first, a, b, k0, k1):
+        """Any operands (inf, NaN, overflow): the scalar bits.pam, same order of sums."""
+        acc = carray(stack_tile(MR, NR, np.float32, vector_bits), (MR, NR))
+        load_tile(acc, dst, first)
+        for k in range(k0, k1):
+            biased = b[0, k]
+            for r in range(MR):
+                for j in range(NR):
+                    p = bits.pam(a[0, r, k], np.int32(biased[j] + bits.ONE))
+                    acc[r, j] += as_float(np.int32(p))
+        store_tile(acc, dst)
 
 
-@cpu_kernel(parallel=True)
-def pam_gemm_packed(packed_a, packed_b, pairs, dims, out, out_strides):
-    """C[z] = A[pairs[0][z]] ⊙@ B[pairs[1][z]] from operands packed by ``pack_operands``.
+    @register_jitable
+    def gemm_block(a, b, row_panels, col_panels, m, n, out):
+        """Micro-panels row_panels = (ip0, ip1) of A times column panels (jp0, jp1) of B, into out.
 
-    dims = (m, n, mc); out is a flat float32 array, out_strides (batch, row,
-    column) in elements, so a transposed or batched destination needs no
-    second specialisation. Tasks are (z, row block of mc micro-panels, group
-    of NG column panels).
-    """
-    a_index, b_index = pairs
-    m, n, mc = dims
-    n_ip = packed_a.planes.shape[1]
-    n_ib = (n_ip + mc - 1) // mc
-    n_jp = packed_b.planes.shape[1]
-    n_jg = (n_jp + NG - 1) // NG
-    zs, rs, cs = out_strides
-    for t in prange(a_index.shape[0] * n_ib * n_jg):
-        z = t // (n_ib * n_jg)
-        ib = (t // n_jg) % n_ib
-        jg = t % n_jg
-        za = a_index[z]
-        zb = b_index[z]
-        gemm_block(Panels(packed_a.planes[za], packed_a.bound[za]),
-                   Panels(packed_b.planes[zb], packed_b.bound[zb]),
-                   (ib * mc, min(ib * mc + mc, n_ip)), (jg * NG, min(jg * NG + NG, n_jp)),
-                   m, n, Place(out, z * zs, rs, cs))
+        a, b: Panels of one product, a.planes (M/MR, 2, MR, K), b.planes (N/NR, 2, K, NR);
+        out: the Place of the product's C[0, 0].
+        """
+        k_total = a.planes.shape[3]
+        scratch = carray(stack_tile(MR, NR, np.float32, vector_bits), (MR * NR,))
+        for kc in range(a.bound.shape[1]):
+            k0 = kc * KC
+            k1 = min(k0 + KC, k_total)
+            first = kc == 0
+            for jp in range(col_panels[0], col_panels[1]):   # the row block's K chunk stays in L2
+                j0 = jp * NR
+                nj = min(NR, n - j0)
+                for ip in range(row_panels[0], row_panels[1]):
+                    i0 = ip * MR
+                    ni = min(MR, m - i0)
+                    place = Place(out.values, out.base + i0 * out.row_step + j0 * out.col_step,
+                                  out.row_step, out.col_step)
+                    dst = open_tile(place, ni, nj, scratch, first)
+                    a_bound = a.bound[ip, kc]
+                    b_bound = b.bound[jp, kc]
+                    path = tile_path(a_bound[0], a_bound[1], b_bound[0], b_bound[1])
+                    if path == FAST:
+                        tile_fast(dst, first, a.planes[ip], b.planes[jp], k0, k1)
+                    elif path == MASKED:
+                        tile_masked(dst, first, a.planes[ip], b.planes[jp], k0, k1)
+                    else:
+                        tile_exact(dst, first, a.planes[ip], b.planes[jp], k0, k1)
+                    close_tile(place, ni, nj, scratch)
 
 
-@cpu_kernel(parallel=True)
-def pam_gemm_batched(x, y, pairs, packed_a, packed_b, out, out_strides):
-    """Many small products: one task per z packs its operands into the thread's own
-    buffers (packed_a.planes[thread] (M/MR, 2, MR, K), ...) while they fit in L2 and
-    multiplies them at once, one parallel launch in all."""
-    a_index, b_index = pairs
-    zs, rs, cs = out_strides
-    m, n = x.shape[1], y.shape[2]
-    n_ip = packed_a.planes.shape[1]
-    n_jp = packed_b.planes.shape[1]
-    for z in prange(a_index.shape[0]):
-        me = numba.get_thread_id()
-        a = Panels(packed_a.planes[me], packed_a.bound[me])
-        b = Panels(packed_b.planes[me], packed_b.bound[me])
-        for ip in range(n_ip):
-            pack_a_panel(x[a_index[z]], ip, a.planes[ip], a.bound[ip])
-        for jp in range(n_jp):
-            pack_b_panel(y[b_index[z]], jp, b.planes[jp], b.bound[jp])
-        for ip0 in range(0, n_ip, MC):
+    @cpu_kernel(parallel=True, name=tuning.kernel_name("pam_gemm_packed", vector_bits))
+    def pam_gemm_packed(packed_a, packed_b, pairs, dims, out, out_strides):
+        """C[z] = A[pairs[0][z]] ⊙@ B[pairs[1][z]] from operands packed by ``pack_operands``.
+
+        dims = (m, n, mc); out is a flat float32 array, out_strides (batch, row,
+        column) in elements, so a transposed or batched destination needs no
+        second specialisation. Tasks are (z, row block of mc micro-panels, group
+        of NG column panels).
+        """
+        a_index, b_index = pairs
+        m, n, mc = dims
+        n_ip = packed_a.planes.shape[1]
+        n_ib = (n_ip + mc - 1) // mc
+        n_jp = packed_b.planes.shape[1]
+        n_jg = (n_jp + NG - 1) // NG
+        zs, rs, cs = out_strides
+        for t in prange(a_index.shape[0] * n_ib * n_jg):
+            z = t // (n_ib * n_jg)
+            ib = (t // n_jg) % n_ib
+            jg = t % n_jg
+            za = a_index[z]
+            zb = b_index[z]
+            gemm_block(Panels(packed_a.planes[za], packed_a.bound[za]),
+                       Panels(packed_b.planes[zb], packed_b.bound[zb]),
+                       (ib * mc, min(ib * mc + mc, n_ip)), (jg * NG, min(jg * NG + NG, n_jp)),
+                       m, n, Place(out, z * zs, rs, cs))
+
+
+    @cpu_kernel(parallel=True, name=tuning.kernel_name("pam_gemm_batched", vector_bits))
+    def pam_gemm_batched(x, y, pairs, packed_a, packed_b, out, out_strides):
+        """Many small products: one task per z packs its operands into the thread's own
+        buffers (packed_a.planes[thread] (M/MR, 2, MR, K), ...) while they fit in L2 and
+        multiplies them at once, one parallel launch in all."""
+        a_index, b_index = pairs
+        zs, rs, cs = out_strides
+        m, n = x.shape[1], y.shape[2]
+        n_ip = packed_a.planes.shape[1]
+        n_jp = packed_b.planes.shape[1]
+        for z in prange(a_index.shape[0]):
+            me = numba.get_thread_id()
+            a = Panels(packed_a.planes[me], packed_a.bound[me])
+            b = Panels(packed_b.planes[me], packed_b.bound[me])
+            for ip in range(n_ip):
+                pack_a_panel(x[a_index[z]], ip, a.planes[ip], a.bound[ip])
             for jp in range(n_jp):
-                gemm_block(a, b, (ip0, min(ip0 + MC, n_ip)), (jp, jp + 1), m, n,
-                           Place(out, z * zs, rs, cs))
+                pack_b_panel(y[b_index[z]], jp, b.planes[jp], b.bound[jp])
+            for ip0 in range(0, n_ip, MC):
+                for jp in range(n_jp):
+                    gemm_block(a, b, (ip0, min(ip0 + MC, n_ip)), (jp, jp + 1), m, n,
+                               Place(out, z * zs, rs, cs))
+
+    return GemmKernels(pam_gemm_packed, pam_gemm_batched)
+
+
+THIS_CPU = gemm_kernels(tuning.VECTOR_BITS_HERE)
 
 
 # ------------------------------------------------------------- Python API
@@ -288,7 +307,7 @@ def gemm(x, y, x_index, y_index, out, out_strides):
     n_ip, n_jp, n_kc = (m + MR - 1) // MR, (n + NR - 1) // NR, (k + KC - 1) // KC
     if x_index.size >= 4 * numba.get_num_threads() and (m * k + k * n) * 8 <= L2_BYTES:
         slots = numba.config.NUMBA_NUM_THREADS        # one workspace per possible thread id
-        pam_gemm_batched(x, y, (x_index, y_index),
+        THIS_CPU.batched(x, y, (x_index, y_index),
                          packed_workspace("a", slots, n_ip, (2, MR, k), n_kc),
                          packed_workspace("b", slots, n_jp, (2, k, NR), n_kc), out, out_strides)
         return
@@ -296,7 +315,7 @@ def gemm(x, y, x_index, y_index, out, out_strides):
     packed_b = packed_workspace("b", y.shape[0], n_jp, (2, k, NR), n_kc)
     pack_operands(x, y, packed_a, packed_b)
     mc = row_block(n_ip, x_index.size * ((n_jp + NG - 1) // NG), MC)
-    pam_gemm_packed(packed_a, packed_b, (x_index, y_index), (m, n, mc), out, out_strides)
+    THIS_CPU.packed(packed_a, packed_b, (x_index, y_index), (m, n, mc), out, out_strides)
 
 
 def pam_matmul(a, b, transpose_a=False, transpose_b=False):

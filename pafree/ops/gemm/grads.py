@@ -28,17 +28,23 @@ reads dY in place).
   MR-wide panels for db). P is the tile's own MR x NR block of mantissas.
 - Tasks are (batch element, block of row micro-panels, column panel), the
   blocks shrinking until every thread has work.
+- The tile loops are compiled per vector width (``derivative_kernels``,
+  tuning.py); ``THIS_CPU`` is this CPU's variant.
 Cost: three int ops and one float add per term against the forward GEMM's
 one and one; measured about 2x the forward GEMM per derivative (so about 4x
 for both), against about 35x for the plain loops over the scalar functions
 it replaces (benchmarks/gemm_grads.py).
 """
+import functools
+from collections import namedtuple
+
 import numpy as np
 from numba import carray, prange
 from numba.extending import register_jitable
 
 from .. import bits
 from ..jit import cpu_kernel
+from . import tuning
 from .host import broadcast_index, float32_view, row_block, stack, workspace
 from .shapes import matmul_shapes
 from .tiles import EXACT, FAST, MASKED, Panels, Place, as_float, stack_tile, tile_machinery, \
@@ -164,129 +170,137 @@ def load_carry(p, carry, offset):
             p[r, c] = np.int32(carry[r, c] + offset)
 
 
-@register_jitable
-def tile_a_fast(dst, first, carry, dy, slopes, at, span):
-    """da tile: dY[r0 + r, q] broadcast along row r (a missing row repeats the last),
-    slope bases B^T (slopes, (N, NR)) in the lanes. All terms normal.
-
-    The carry plane holds slope_carry - ONE, so slope_bits gives the pre-biased
-    slope and dY needs no adjusting."""
-    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
-    p = carray(stack_tile(MR, NR, np.int32), (MR, NR))
-    load_tile(acc, dst, first)
-    load_carry(p, carry, -bits.ONE)
-    i0 = at[0]
-    last = dy.shape[0] - 1
-    for q in range(span[0], span[1]):
-        sq = slopes[q]
-        for r in range(MR):
-            gr = dy[min(i0 + r, last), q]
-            for c in range(NR):
-                slope = bits.slope_bits(np.int32(sq[c] + p[r, c]))
-                acc[r, c] += as_float(bits.pam_biased(gr, slope))
-    store_tile(acc, dst)
+TileLoops = namedtuple("TileLoops", "a_fast a_masked b_fast b_masked exact")
 
 
-@register_jitable
-def tile_a_masked(dst, first, carry, dy, slopes, at, span):
-    """da tile, terms may vanish: skipped unless |slope| + MIN_NORMAL beats
-    pam_threshold(g, MIN_NORMAL) (slope_magnitude_biased: the carry is pre-biased)."""
-    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
-    p = carray(stack_tile(MR, NR, np.int32), (MR, NR))
-    load_tile(acc, dst, first)
-    load_carry(p, carry, -bits.ONE)
-    i0 = at[0]
-    last = dy.shape[0] - 1
-    for q in range(span[0], span[1]):
-        sq = slopes[q]
-        for r in range(MR):
-            gr = dy[min(i0 + r, last), q]
-            tr = bits.pam_threshold(gr, bits.MIN_NORMAL)
-            for c in range(NR):
-                u = np.int32(sq[c] + p[r, c])
-                old = acc[r, c]
-                new = old + as_float(bits.pam_biased(gr, bits.slope_bits(u)))
-                acc[r, c] = new if bits.slope_magnitude_biased(u) > tr else old
-    store_tile(acc, dst)
+def tile_loops(vector_bits):
+    """The tile loops compiled for vector_bits-wide vectors (tuning.py)."""
+    @register_jitable
+    def tile_a_fast(dst, first, carry, dy, slopes, at, span):
+        """da tile: dY[r0 + r, q] broadcast along row r (a missing row repeats the last),
+        slope bases B^T (slopes, (N, NR)) in the lanes. All terms normal.
+
+        The carry plane holds slope_carry - ONE, so slope_bits gives the pre-biased
+        slope and dY needs no adjusting."""
+        acc = carray(stack_tile(MR, NR, np.float32, vector_bits), (MR, NR))
+        p = carray(stack_tile(MR, NR, np.int32, vector_bits), (MR, NR))
+        load_tile(acc, dst, first)
+        load_carry(p, carry, -bits.ONE)
+        i0 = at[0]
+        last = dy.shape[0] - 1
+        for q in range(span[0], span[1]):
+            sq = slopes[q]
+            for r in range(MR):
+                gr = dy[min(i0 + r, last), q]
+                for c in range(NR):
+                    slope = bits.slope_bits(np.int32(sq[c] + p[r, c]))
+                    acc[r, c] += as_float(bits.pam_biased(gr, slope))
+        store_tile(acc, dst)
 
 
-@register_jitable
-def tile_b_fast(dst, first, carry, dy_panels, slopes, at, span):
-    """db tile: slope bases A (slopes, (M, MR)) broadcast along the row, the packed dY
-    panel at[1] in the lanes. All terms normal."""
-    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
-    p = carray(stack_tile(MR, NR, np.int32), (MR, NR))
-    load_tile(acc, dst, first)
-    load_carry(p, carry, 0)
-    g = dy_panels[at[1]]
-    for q in range(span[0], span[1]):
-        sq = slopes[q]
-        gq = g[0, q]
-        for r in range(MR):
-            sr = sq[r]
-            for c in range(NR):
-                slope = bits.slope_bits(np.int32(sr + p[r, c]))
-                acc[r, c] += as_float(bits.pam_biased(slope, gq[c]))
-    store_tile(acc, dst)
+    @register_jitable
+    def tile_a_masked(dst, first, carry, dy, slopes, at, span):
+        """da tile, terms may vanish: skipped unless |slope| + MIN_NORMAL beats
+        pam_threshold(g, MIN_NORMAL) (slope_magnitude_biased: the carry is pre-biased)."""
+        acc = carray(stack_tile(MR, NR, np.float32, vector_bits), (MR, NR))
+        p = carray(stack_tile(MR, NR, np.int32, vector_bits), (MR, NR))
+        load_tile(acc, dst, first)
+        load_carry(p, carry, -bits.ONE)
+        i0 = at[0]
+        last = dy.shape[0] - 1
+        for q in range(span[0], span[1]):
+            sq = slopes[q]
+            for r in range(MR):
+                gr = dy[min(i0 + r, last), q]
+                tr = bits.pam_threshold(gr, bits.MIN_NORMAL)
+                for c in range(NR):
+                    u = np.int32(sq[c] + p[r, c])
+                    old = acc[r, c]
+                    new = old + as_float(bits.pam_biased(gr, bits.slope_bits(u)))
+                    acc[r, c] = new if bits.slope_magnitude_biased(u) > tr else old
+        store_tile(acc, dst)
 
 
-@register_jitable
-def tile_b_masked(dst, first, carry, dy_panels, slopes, at, span):
-    """db tile, terms may vanish: skipped unless slope_magnitude beats the packed threshold."""
-    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
-    p = carray(stack_tile(MR, NR, np.int32), (MR, NR))
-    load_tile(acc, dst, first)
-    load_carry(p, carry, 0)
-    g = dy_panels[at[1]]
-    for q in range(span[0], span[1]):
-        sq = slopes[q]
-        gq = g[0, q]
-        tq = g[1, q]
-        for r in range(MR):
-            sr = sq[r]
-            for c in range(NR):
-                u = np.int32(sr + p[r, c])
-                old = acc[r, c]
-                new = old + as_float(bits.pam_biased(bits.slope_bits(u), gq[c]))
-                acc[r, c] = new if bits.slope_magnitude(u) > tq[c] else old
-    store_tile(acc, dst)
+    @register_jitable
+    def tile_b_fast(dst, first, carry, dy_panels, slopes, at, span):
+        """db tile: slope bases A (slopes, (M, MR)) broadcast along the row, the packed dY
+        panel at[1] in the lanes. All terms normal."""
+        acc = carray(stack_tile(MR, NR, np.float32, vector_bits), (MR, NR))
+        p = carray(stack_tile(MR, NR, np.int32, vector_bits), (MR, NR))
+        load_tile(acc, dst, first)
+        load_carry(p, carry, 0)
+        g = dy_panels[at[1]]
+        for q in range(span[0], span[1]):
+            sq = slopes[q]
+            gq = g[0, q]
+            for r in range(MR):
+                sr = sq[r]
+                for c in range(NR):
+                    slope = bits.slope_bits(np.int32(sr + p[r, c]))
+                    acc[r, c] += as_float(bits.pam_biased(slope, gq[c]))
+        store_tile(acc, dst)
 
 
-@register_jitable
-def tile_exact(dst, first, operands, slopes, corner, span, dy_rows):
-    """Any operands: the scalar bits.pam(g, bits.pam_slope(x, s)).
+    @register_jitable
+    def tile_b_masked(dst, first, carry, dy_panels, slopes, at, span):
+        """db tile, terms may vanish: skipped unless slope_magnitude beats the packed threshold."""
+        acc = carray(stack_tile(MR, NR, np.float32, vector_bits), (MR, NR))
+        p = carray(stack_tile(MR, NR, np.int32, vector_bits), (MR, NR))
+        load_tile(acc, dst, first)
+        load_carry(p, carry, 0)
+        g = dy_panels[at[1]]
+        for q in range(span[0], span[1]):
+            sq = slopes[q]
+            gq = g[0, q]
+            tq = g[1, q]
+            for r in range(MR):
+                sr = sq[r]
+                for c in range(NR):
+                    u = np.int32(sr + p[r, c])
+                    old = acc[r, c]
+                    new = old + as_float(bits.pam_biased(bits.slope_bits(u), gq[c]))
+                    acc[r, c] = new if bits.slope_magnitude(u) > tq[c] else old
+        store_tile(acc, dst)
 
-    operands = (x, dy): the raw carry operand and dY bits (M, N); corner = (r0, c0);
-    g is dY[r0 + r, q] (dy_rows, da) or dY[q, c0 + c] (db)."""
-    x, dy = operands
-    r0, c0 = corner
-    acc = carray(stack_tile(MR, NR, np.float32), (MR, NR))
-    load_tile(acc, dst, first)
-    nr = min(MR, x.shape[0] - r0)
-    nc = min(NR, x.shape[1] - c0)
-    for q in range(span[0], span[1]):
-        for r in range(nr):
-            for c in range(nc):
-                if dy_rows:
-                    gv = dy[r0 + r, q]
-                    sv = slopes[q, c]
-                else:
-                    gv = dy[q, c0 + c]
-                    sv = slopes[q, r]
-                slope = bits.pam_slope(x[r0 + r, c0 + c], sv)
-                acc[r, c] += as_float(np.int32(bits.pam(gv, slope)))
-    store_tile(acc, dst)
+
+    @register_jitable
+    def tile_exact(dst, first, operands, slopes, corner, span, dy_rows):
+        """Any operands: the scalar bits.pam(g, bits.pam_slope(x, s)).
+
+        operands = (x, dy): the raw carry operand and dY bits (M, N); corner = (r0, c0);
+        g is dY[r0 + r, q] (dy_rows, da) or dY[q, c0 + c] (db)."""
+        x, dy = operands
+        r0, c0 = corner
+        acc = carray(stack_tile(MR, NR, np.float32, vector_bits), (MR, NR))
+        load_tile(acc, dst, first)
+        nr = min(MR, x.shape[0] - r0)
+        nc = min(NR, x.shape[1] - c0)
+        for q in range(span[0], span[1]):
+            for r in range(nr):
+                for c in range(nc):
+                    if dy_rows:
+                        gv = dy[r0 + r, q]
+                        sv = slopes[q, c]
+                    else:
+                        gv = dy[q, c0 + c]
+                        sv = slopes[q, r]
+                    slope = bits.pam_slope(x[r0 + r, c0 + c], sv)
+                    acc[r, c] += as_float(np.int32(bits.pam(gv, slope)))
+        store_tile(acc, dst)
+
+    return TileLoops(tile_a_fast, tile_a_masked, tile_b_fast, tile_b_masked, tile_exact)
 
 
 # ------------------------------------------------------------ the kernels
 
-def derivative_kernel(name, dy_rows, pack_dy, fast, masked):
+def derivative_kernel(name, dy_rows, pack_dy, fast, masked, exact):
     """The parallel kernel of one derivative (da: dy_rows=True, db: False).
 
     dy_rows: dY's panels are the output's row panels and the slope bases' the
     column panels (da), or the other way round (db). pack_dy(dy, panel, planes,
     bound) prepares dY's panel; fast and masked are the tile loops, called as
-    (dst, first, carry plane, dY planes, slope panel, (r0, cp), (q0, q1)).
+    (dst, first, carry plane, dY planes, slope panel, (r0, cp), (q0, q1)), and exact
+    the scalar one.
     """
     @register_jitable
     def block(out, operands, dy, slopes, row_panels, cp):
@@ -317,7 +331,7 @@ def derivative_kernel(name, dy_rows, pack_dy, fast, masked):
                 elif path == MASKED:
                     masked(dst, first, carry, dy.planes, slopes.planes[slope_panel], (r0, cp), span)
                 else:
-                    tile_exact(dst, first, operands, slopes.planes[slope_panel], (r0, c0), span,
+                    exact(dst, first, operands, slopes.planes[slope_panel], (r0, c0), span,
                                dy_rows)
                 close_tile(place, ni, nj, scratch)
 
@@ -359,8 +373,18 @@ def derivative_kernel(name, dy_rows, pack_dy, fast, masked):
     return kernel
 
 
-exact_grad_a = derivative_kernel("exact_grad_a", True, dy_row_bounds, tile_a_fast, tile_a_masked)
-exact_grad_b = derivative_kernel("exact_grad_b", False, pack_dy_panel, tile_b_fast, tile_b_masked)
+@functools.cache
+def derivative_kernels(vector_bits):
+    """(exact_grad_a, exact_grad_b) compiled for vector_bits-wide vectors; every variant
+    gives the same bits. The variant this CPU runs is ``THIS_CPU``."""
+    loops = tile_loops(vector_bits)
+    return (derivative_kernel(tuning.kernel_name("exact_grad_a", vector_bits), True,
+                              dy_row_bounds, loops.a_fast, loops.a_masked, loops.exact),
+            derivative_kernel(tuning.kernel_name("exact_grad_b", vector_bits), False,
+                              pack_dy_panel, loops.b_fast, loops.b_masked, loops.exact))
+
+
+THIS_CPU = derivative_kernels(tuning.VECTOR_BITS_HERE)
 
 
 def panels(size, width):
@@ -396,6 +420,7 @@ def pam_matmul_exact_grads(a, b, dy):
         db = np.empty((nb, k, n), np.float32)
         # packed operands and bounds live in per-thread buffers reused between calls
         n_ip, n_kp, n_j = panels(m, MR), panels(k, NR), panels(n, KC)
+        exact_grad_a, exact_grad_b = THIS_CPU
         exact_grad_a((a3, b3.swapaxes(1, 2), dy3), (a_index, b_index),
                      Panels(dy3, workspace("grad_a_dy_bound", (nb, n_ip, n_j, 2))),
                      Panels(workspace("grad_a_slopes", (b3.shape[0], n_kp, n, NR)),

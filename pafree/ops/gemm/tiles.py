@@ -29,17 +29,27 @@ Panels = namedtuple("Panels", "planes bound")
 
 
 @intrinsic
-def stack_tile(typingctx, rows, cols, dtype):
+def stack_tile(typingctx, rows, cols, dtype, vector_bits):
     """Pointer to rows * cols (literal ints) values of dtype on the stack: a register
-    tile, which LLVM keeps in vector registers. Use it in the function that fills it."""
-    if not (isinstance(rows, types.IntegerLiteral) and isinstance(cols, types.IntegerLiteral)):
+    tile, which LLVM keeps in vector registers. Use it in the function that fills it.
+
+    Also sets that function's LLVM attribute prefer-vector-width to vector_bits (a
+    literal int): the loop vectoriser then uses vectors that wide. LLVM's own choice
+    on Intel AVX-512 cores is 256 bits, which gives a 4 x 64 tile 32 ymm
+    accumulators instead of 16 zmm: spills and half the terms per instruction
+    (docs/gemm.md, "Per CPU"). The bits never depend on it."""
+    literal = (rows, cols, vector_bits)
+    if not all(isinstance(x, types.IntegerLiteral) for x in literal):
         return None
     size = rows.literal_value * cols.literal_value
     element = dtype.dtype
+    attribute = f'"prefer-vector-width"="{vector_bits.literal_value}"'
 
     def codegen(context, builder, sig, args):
+        # llvmlite's attribute set only admits keywords, not "key"="value" pairs
+        set.add(builder.function.attributes, attribute)
         return cgutils.alloca_once(builder, context.get_value_type(element), size=size)
-    return types.CPointer(element)(rows, cols, dtype), codegen
+    return types.CPointer(element)(rows, cols, dtype, vector_bits), codegen
 
 
 @intrinsic
@@ -51,6 +61,14 @@ def as_float(typingctx, x):
     def codegen(context, builder, sig, args):
         return builder.bitcast(args[0], ir.FloatType())
     return types.float32(types.int32), codegen
+
+
+# Numba's disk cache keys a closure on its free variables, pickled; the kernels of the
+# factories (gemm_kernels, derivative_kernels) pickle their local tile loops by value, and
+# with them these intrinsics, whose pickled id is a fresh uuid per process unless set: a
+# fixed id keeps the key, and so the cached machine code, the same in every process.
+for _name, _intrinsic in (("stack_tile", stack_tile), ("as_float", as_float)):
+    _intrinsic._set_uuid(f"{__name__}.{_name}")
 
 
 def tile_machinery(rows, cols):
