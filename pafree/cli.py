@@ -8,7 +8,7 @@ from . import __version__
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
-    "train": ("pafree.run.train_cli", "Train a task's transformer, float baseline or piecewise affine"),
+    "train": ("pafree.run.train_cli", "Train a task's model, float baseline or piecewise affine"),
     "predict": ("pafree.run.predict_cli", "Answer inputs with a trained run's model"),
     "audit": ("pafree.audit.cli", "Prove that a whole training step runs no float multiply"),
     "figures": ("pafree.figures", "Regenerate the paper's figures and pafree's own"),

@@ -418,19 +418,93 @@ def cross_entropy(logits, targets, label_smoothing=0.0, ignore_index=None, deriv
     return ar.div(ar.div(sum(loss), float(count)), LOG2E)
 
 
-def layer_norm(x, weight=None, bias=None, eps=1e-5, derivative=None):
-    """(x - mean) ⊘ sqrt(var + eps) over the last axis, then ⊙ weight + bias (component 'norm')."""
-    ar = _arith("norm", derivative)
-    x = _tensor(x)
-    n = float(x.shape[-1])
-    centred = sub(x, ar.div(sum(x, -1, keepdims=True), n))
-    var = ar.div(sum(ar.mul(centred, centred), -1, keepdims=True), n)
-    y = ar.div(centred, ar.sqrt(add(var, np.float32(eps))))
+def _normalized(ar, x, axis, count, eps):
+    """((x - mean) ⊘ sqrt(var + eps), mean, sum of squared deviations) over ``axis`` (kept),
+    ``count`` the number of elements reduced."""
+    mean = ar.div(sum(x, axis, keepdims=True), count)
+    centred = sub(x, mean)
+    squares = sum(ar.mul(centred, centred), axis, keepdims=True)
+    var = ar.div(squares, count)
+    return ar.div(centred, ar.sqrt(add(var, np.float32(eps)))), mean, squares
+
+
+def _affine(ar, y, weight, bias):
+    """y ⊙ weight + bias (either None: left out)."""
     if weight is not None:
         y = ar.mul(y, weight)
     if bias is not None:
         y = add(y, bias)
     return y
+
+
+def layer_norm(x, weight=None, bias=None, eps=1e-5, derivative=None):
+    """(x - mean) ⊘ sqrt(var + eps) over the last axis, then ⊙ weight + bias (component 'norm')."""
+    ar = _arith("norm", derivative)
+    x = _tensor(x)
+    y, _, _ = _normalized(ar, x, -1, float(x.shape[-1]), eps)
+    return _affine(ar, y, weight, bias)
+
+
+def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, training=True,
+               momentum=0.1, eps=1e-5, derivative=None):
+    """Batch normalization of x (N, C, ...) per channel (axis 1), then ⊙ weight + bias
+    (component 'norm').
+
+    Training: normalized with the batch's mean and (biased) variance, the graph of
+    ``layer_norm`` over the other axes; ``running_mean`` and ``running_var`` (float32
+    arrays (C,), when given) move in place by ``running += momentum ⊙ (batch - running)``,
+    the variance unbiased (squares ⊘ (count - 1)); nothing of this is differentiated.
+    Evaluation (``training=False``): (x - running_mean) ⊘ sqrt(running_var + eps)."""
+    ar = _arith("norm", derivative)
+    x = _tensor(x)
+    channels = x.shape[1]
+    shape = (1, channels) + (1,) * (x.ndim - 2)       # a per-channel value, broadcast
+
+    def per_channel(v):
+        return None if v is None else reshape(v, shape)
+
+    if not training:
+        y = ar.div(sub(x, per_channel(running_mean)),
+                   ar.sqrt(add(per_channel(running_var), np.float32(eps))))
+        return _affine(ar, y, per_channel(weight), per_channel(bias))
+    axes = (0, *range(2, x.ndim))
+    count = size(x.shape[a] for a in axes)
+    if count < 2:
+        raise ValueError(f"batch_norm: training needs more than one value per channel, "
+                         f"got input {x.shape}")
+    y, mean, squares = _normalized(ar, x, axes, float(count), eps)
+    if running_mean is not None:
+        for running, batch in ((running_mean, mean.data),
+                               (running_var, ar.div(squares.data, float(count - 1)).data)):
+            step = ar.mul(sub(batch.reshape(channels), running), np.float32(momentum))
+            running[...] = add(running, step).data
+    return _affine(ar, y, per_channel(weight), per_channel(bias))
+
+
+def _pool(reduce, x, kernel, stride, **options):
+    """``reduce`` over axis 2 of x's windows (N, C, kernel**2, H'*W'), unfold's patches (the
+    window offsets in row-major order), as (N, C, H', W')."""
+    x = _tensor(x)
+    n, c, height, width = x.shape
+    cols = reshape(unfold(x, kernel, stride), (n, c, kernel * kernel, -1))
+    out = (patches.out_size(height, kernel, stride, 0), patches.out_size(width, kernel, stride, 0))
+    return reshape(reduce(cols, axis=2, **options), (n, c, *out))
+
+
+def max_pool2d(x, kernel_size, stride=None):
+    """Maximum over kernel_size x kernel_size windows (stride: kernel_size unless given) of
+    NCHW ``x``; of tied maxima the first in the window's row-major order gets the gradient."""
+    return _pool(max, x, kernel_size, stride or kernel_size)
+
+
+def avg_pool2d(x, kernel_size, stride=None, derivative=None):
+    """Mean over kernel_size x kernel_size windows of NCHW ``x``: the window's sum ⊘ its size."""
+    return _pool(mean, x, kernel_size, stride or kernel_size, derivative=derivative)
+
+
+def global_avg_pool2d(x, derivative=None):
+    """(N, C, H, W) -> (N, C): the sum over each channel's H x W values ⊘ H·W."""
+    return mean(x, axis=(2, 3), derivative=derivative)
 
 
 def gelu(x, derivative=None):

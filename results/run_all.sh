@@ -12,6 +12,7 @@ for task in "$@"; do
     digits) args="--steps 1500 --lr 0.005 --set patch_size=4" ;;
     numbers) args="--steps 800" ;;
     addition) args="--steps 1500" ;;
+    digits-cnn) args="--steps 1000" ;;
   esac
   for seed in 0 1 2; do
     for mode in standard pa-matmul pa; do

@@ -4,7 +4,8 @@ import json
 import sys
 from collections import defaultdict
 
-KEYS = {"digits": ["test_accuracy"], "numbers": ["test_exact_match", "test_bleu"],
+KEYS = {"digits": ["test_accuracy"], "digits-cnn": ["test_accuracy"],
+        "numbers": ["test_exact_match", "test_bleu"],
         "addition": ["test_exact_match"] + [f"test_exact_match_len{n}" for n in range(6, 9)]}
 MODES = ("standard", "pa-matmul", "pa")
 

@@ -41,6 +41,17 @@ def ref_layer_norm(x, w, b, eps=1e-5):
     return (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + eps) * w + b
 
 
+def ref_batch_norm(x, w, b, eps=1e-5):
+    mu, var = x.mean((0, 2, 3), keepdims=True), x.var((0, 2, 3), keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w[:, None, None] + b[:, None, None]
+
+
+def ref_pool(x, k, s, reduce):
+    rows, cols = (x.shape[2] - k) // s + 1, (x.shape[3] - k) // s + 1
+    return np.stack([np.stack([reduce(x[:, :, i * s:i * s + k, j * s:j * s + k], axis=(2, 3))
+                               for j in range(cols)], -1) for i in range(rows)], -2)
+
+
 def ref_cross_entropy(logits, targets, eps=0.0, ignore=None):
     logp = ref_log_softmax(logits)
     c = logits.shape[-1]
@@ -80,6 +91,12 @@ CASES = {
     "log_softmax": (F.log_softmax, ref_log_softmax, [normal(3, 5)]),
     "logsumexp": (F.logsumexp, lambda x: np.log(np.exp(x).sum(-1)), [normal(3, 5)]),
     "layer_norm": (F.layer_norm, ref_layer_norm, [normal(3, 6), normal(6), normal(6)]),
+    "batch_norm": (F.batch_norm, ref_batch_norm, [normal(3, 2, 2, 2), normal(2), normal(2)]),
+    "max_pool2d": (lambda x: F.max_pool2d(x, 3, stride=2),
+                   lambda x: ref_pool(x, 3, 2, np.max), [normal(2, 2, 5, 5)]),
+    "avg_pool2d": (lambda x: F.avg_pool2d(x, 2), lambda x: ref_pool(x, 2, 2, np.mean),
+                   [normal(2, 2, 4, 4)]),
+    "global_avg_pool2d": (F.global_avg_pool2d, lambda x: x.mean((2, 3)), [normal(2, 3, 3, 3)]),
     "cross_entropy": (lambda x: F.cross_entropy(x, TARGETS), lambda x: ref_cross_entropy(x, TARGETS),
                       [normal(4, 5)]),
     "cross_entropy_smooth_ignore": (

@@ -35,7 +35,7 @@ def addition():
 
 
 def test_unknown_task_lists_valid_names():
-    with pytest.raises(ValueError, match="addition, dates, digits, numbers"):
+    with pytest.raises(ValueError, match="addition, cifar10, dates, digits, digits-cnn, numbers"):
         get_task("mnist")
 
 

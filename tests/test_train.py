@@ -121,7 +121,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(task="imagenet"), "valid tasks: addition, dates, digits, numbers"),
+    (dict(task="imagenet"), "valid tasks: addition, cifar10, dates, digits, digits-cnn, numbers"),
     (dict(mode="pa-everything"), "valid modes: standard, pa-matmul, pa"),
     (dict(matmul="pa-fast"), "choose from"),
     (dict(optimizer="sgd"), "choose from"),
@@ -140,7 +140,8 @@ def test_cli_default_is_the_digits_vit_fully_piecewise_affine():
 
 
 def test_cli_rejects_unknown_values(capsys):
-    for argv, valid in [(["train", "--task", "cifar"], "'addition', 'dates', 'digits', 'numbers'"),
+    tasks = "'addition', 'cifar10', 'dates', 'digits', 'digits-cnn', 'numbers'"
+    for argv, valid in [(["train", "--task", "cifar"], tasks),
                         (["train", "--mode", "fast"], "'standard', 'pa-matmul', 'pa'"),
                         (["train", "--softmax", "exact"], "'standard', 'pa-exact', 'pa-approx'")]:
         with pytest.raises(SystemExit):

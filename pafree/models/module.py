@@ -2,7 +2,9 @@
 
 Attributes that are parameters (``Tensor`` with ``requires_grad``) or modules
 register themselves in assignment order, so ``named_parameters()`` walks the
-tree in a fixed order (the order optimizers and checkpoints rely on).
+tree in a fixed order (the order optimizers and checkpoints rely on). Buffers
+(``register_buffer``: state that is not trained, such as batch norm's running
+statistics) are in ``state_dict`` and checkpoints beside the parameters.
 """
 import numpy as np
 
@@ -18,6 +20,7 @@ class Module:
     def __init__(self):
         object.__setattr__(self, "_params", {})
         object.__setattr__(self, "_children", {})
+        object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
@@ -38,6 +41,23 @@ class Module:
             yield prefix + name, p
         for name, child in self._children.items():
             yield from child.named_parameters(prefix + name + ".")
+
+    def register_buffer(self, name, values):
+        """A float32 state tensor ``name`` that is saved and moved but not trained."""
+        tensor = Tensor(np.asarray(values, dtype=np.float32))
+        self._buffers[name] = tensor
+        object.__setattr__(self, name, tensor)
+
+    def named_buffers(self, prefix=""):
+        for name, b in self._buffers.items():
+            yield prefix + name, b
+        for name, child in self._children.items():
+            yield from child.named_buffers(prefix + name + ".")
+
+    def named_state(self):
+        """Parameters, then buffers: everything ``state_dict`` holds."""
+        yield from self.named_parameters()
+        yield from self.named_buffers()
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
@@ -63,22 +83,22 @@ class Module:
             p.grad = None
 
     def to(self, device):
-        """Move every parameter's data to ``device`` ("cpu" or "cuda") in place
+        """Move every parameter's and buffer's data to ``device`` ("cpu" or "cuda") in place
         (gradients dropped; a no-op for those already there): the parameter tensors
         stay the same objects, so optimizers keep pointing at them (build an
         optimizer after the move: its state goes where the data is)."""
-        for p in self.parameters():
+        for _, p in self.named_state():
             if p.device != device:
                 p.data = p.to(device).data
                 p.grad = None
         return self
 
     def state_dict(self):
-        """name -> a host copy of the parameter's float32 array."""
-        return {name: p.to("cpu").data.copy() for name, p in self.named_parameters()}
+        """name -> a host copy of the parameter's (or buffer's) float32 array."""
+        return {name: p.to("cpu").data.copy() for name, p in self.named_state()}
 
     def load_state_dict(self, state):
-        params = dict(self.named_parameters())
+        params = dict(self.named_state())
         missing = sorted(set(params) - set(state))
         unexpected = sorted(set(state) - set(params))
         if missing or unexpected:

@@ -239,7 +239,7 @@ class Run:
         (nothing loaded) unless it holds exactly this run's arrays with their shapes."""
         data = read_checkpoint(path)
         want = {"step": ()}
-        want.update({"model/" + k: p.data.shape for k, p in self.model.named_parameters()})
+        want.update({"model/" + k: p.data.shape for k, p in self.model.named_state()})
         want.update({"optim/" + k: np.shape(v) for k, v in self.optimizer.state_dict().items()})
         if self.loss_scale is not None:
             want.update({"scale/" + k: () for k in self.loss_scale.state_dict()})

@@ -125,6 +125,11 @@ RULES = {
                      and all(map(FRACTION.test, v)), "two numbers >= 0 and < 1, e.g. [0.9,0.999]"),
     "norm": one_of("pre", "post"), "activation": one_of("relu", "gelu"),
     "schedule": one_of(*optim.SCHEDULES), "position_coupling": one_of(True, False),
+    "depth": Allowed(lambda v: integer(8).test(v) and (v - 2) % 6 == 0,
+                     "6n + 2 for an integer n >= 1: 8, 14, 20, 32, ..."),
+    "widths": Allowed(lambda v: isinstance(v, (list, tuple)) and len(v) == 3
+                      and all(map(integer(1).test, v)), "three integers >= 1, e.g. [16,32,64]"),
+    "crop_padding": integer(0), "flip": one_of(True, False),
 }
 
 

@@ -1,4 +1,4 @@
-"""Tasks: data sets with fixed splits, their models, losses and metrics. Nothing to download.
+"""Tasks: data sets with fixed splits, their models, losses and metrics. Nothing is downloaded.
 
 ``get_task(name, **options)`` builds one of:
 
@@ -7,7 +7,10 @@
                (exact match and BLEU);
 - ``dates``    German dates -> English dates, harder than numbers (the ablation's task);
 - ``addition`` integer addition for a decoder-only LM, optionally with position coupling
-               (exact match per operand length, including lengths longer than trained).
+               (exact match per operand length, including lengths longer than trained);
+- ``digits-cnn`` the digits split for a small pre-activation ResNet (accuracy);
+- ``cifar10``  CIFAR-10 from its binary files (``--set data_dir=DIR``; not downloaded),
+               for a pre-activation ResNet-20 (accuracy).
 
 Every task implements ``pafree.tasks.base.Task`` (the protocol: data, model, loss,
 predictor, metric, ``pafree predict`` answers); ``task_class(name)`` gives its class
@@ -22,6 +25,8 @@ TASKS = {
     "numbers": ("pafree.tasks.numbers", "NumbersTask"),
     "addition": ("pafree.tasks.addition", "AdditionTask"),
     "dates": ("pafree.tasks.dates", "DatesTask"),
+    "digits-cnn": ("pafree.tasks.digits_cnn", "DigitsCNNTask"),
+    "cifar10": ("pafree.tasks.cifar10", "Cifar10Task"),
 }
 
 

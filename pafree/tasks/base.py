@@ -99,6 +99,16 @@ def epoch_indices(step, batch_size, n, seed):
     return order[index * batch_size:(index + 1) * batch_size]
 
 
+def image_indices(inputs, n):
+    """``pafree predict``'s test image indices: each input a decimal number below ``n``."""
+    chosen = []
+    for text in inputs:
+        if not text.isdigit() or int(text) >= n:
+            raise ValueError(f"{text!r} is not a test image index (0..{n - 1})")
+        chosen.append(int(text))
+    return chosen
+
+
 def transformer_options(hparams, seed):
     """The constructor options every task's transformer shares."""
     return dict(d_model=hparams["d_model"], n_heads=hparams["n_heads"], d_ff=hparams["d_ff"],

@@ -17,7 +17,8 @@ import numpy as np
 
 from .. import functional as F
 from ..models import ViT, patchify
-from .base import Metric, Task, check_split, epoch_indices, transformer_options
+from .base import (Metric, Task, check_split, epoch_indices, image_indices,
+                   transformer_options)
 from .metrics import accuracy
 
 SIZES = {"valid": 180, "test": 360}         # train gets the remaining 1,257
@@ -28,6 +29,20 @@ DEFAULTS = {
     "steps": 1500, "batch_size": 64, "lr": 5e-3, "warmup": 100, "schedule": "cosine",
     "min_lr": 0.0, "weight_decay": 0.05, "betas": (0.9, 0.999), "eps": 1e-8, "clip": 1.0,
 }
+
+
+def load_split():
+    """(images (1797, 8, 8) pixel values 0..16, labels, (train, valid, test) indices): the
+    fixed stratified split (seed 0) of scikit-learn's digits."""
+    from sklearn.datasets import load_digits        # slow to import: only when built
+    from sklearn.model_selection import train_test_split
+    data = load_digits()
+    y = data.target.astype(np.int64)
+    idx = np.arange(len(y))
+    rest, test = train_test_split(idx, test_size=SIZES["test"], stratify=y, random_state=0)
+    train, valid = train_test_split(rest, test_size=SIZES["valid"], stratify=y[rest],
+                                    random_state=0)
+    return data.images, y, (train, valid, test)
 
 
 @dataclass
@@ -49,15 +64,8 @@ class DigitsTask(Task):
         if patch_size not in (1, 2, 4, 8):
             raise ValueError(f"patch_size={patch_size!r} (allowed: 1, 2, 4 or 8, the sizes "
                              f"that tile an 8x8 image)")
-        from sklearn.datasets import load_digits        # slow to import: only when built
-        from sklearn.model_selection import train_test_split
-        data = load_digits()
-        x = data.images.astype(np.float64) / 16.0
-        y = data.target.astype(np.int64)
-        idx = np.arange(len(y))
-        rest, test = train_test_split(idx, test_size=SIZES["test"], stratify=y, random_state=0)
-        train, valid = train_test_split(rest, test_size=SIZES["valid"], stratify=y[rest],
-                                        random_state=0)
+        pixels, y, (train, valid, test) = load_split()
+        x = pixels.astype(np.float64) / 16.0
         mean, std = x[train].mean(), x[train].std()
         x = ((x - mean) / std).astype(np.float32)
         self.background = np.float32(-mean / std)   # the scaled value of a blank pixel
@@ -112,12 +120,7 @@ class DigitsTask(Task):
         return lambda patches: model.forward_patches(patches).data.argmax(axis=1)
 
     def answer(self, classify, inputs):
-        n = self.size("test")
-        chosen = []
-        for text in inputs:
-            if not text.isdigit() or int(text) >= n:
-                raise ValueError(f"{text!r} is not a test image index (0..{n - 1})")
-            chosen.append(int(text))
+        chosen = image_indices(inputs, self.size("test"))
         predicted = classify(self.patches("test")[chosen])
         return [f"test image {i}: predicted {p} (label {self.labels['test'][i]})"
                 for i, p in zip(chosen, predicted)]
