@@ -10,6 +10,7 @@ import ctypes.util
 import decimal
 import fractions
 import functools
+import gc
 import importlib
 import inspect
 import json
@@ -336,6 +337,30 @@ def test_exact_operations_pass_cleanly(case):
     fn, make = FALSE_ALARMS[case]
     report = audited(fn, *_arguments(make))
     assert report.ok, report.findings
+
+
+def garbage_cycles(g):
+    for _ in range(10_000):           # well past the collector's first threshold (700)
+        cycle = []
+        cycle.append(cycle)           # only the collector frees it
+    return g + g
+
+
+# a gc callback as hypothesis's gc timer is: Python of another library, run by the collector
+_hook = {}
+exec(compile("def on_collection(phase, info):\n    pass\n", "another_library.py", "exec"), _hook)
+
+
+def test_a_collection_inside_the_step_runs_no_callback_there():
+    """gc.callbacks run wherever a collection falls: the watch collects first and keeps
+    the collector off, so a step making cycles has no finding from another library's hook."""
+    gc.callbacks.append(_hook["on_collection"])
+    try:
+        report = audited(garbage_cycles, *_arguments(floats))
+    finally:
+        gc.callbacks.remove(_hook["on_collection"])
+    assert report.ok, report.findings
+    assert gc.isenabled()
 
 
 def test_bit_operations_still_compute_the_same():

@@ -24,6 +24,7 @@ code calls them (``callee``), and a forbidden C callable handed by value to C co
 (``map(operator.mul, ...)``, ``functools.reduce``) is judged when it is handed over.
 """
 import functools
+import gc
 import sys
 import types
 
@@ -298,12 +299,20 @@ class Watch:
                              f"{code.co_name}")
 
     def __enter__(self):
+        # no garbage collection inside the watch: gc.callbacks that other libraries register
+        # (hypothesis's gc timer) would run wherever a collection happens to fall, as findings
+        # that depend on what ran before in the process rather than on the step
+        self.gc_was_enabled = gc.isenabled()
+        gc.collect()
+        gc.disable()
         self.previous = sys.getprofile()
         sys.setprofile(self._profile)
         return self
 
     def __exit__(self, *exc):
         sys.setprofile(self.previous)
+        if self.gc_was_enabled:
+            gc.enable()
         return False
 
 
