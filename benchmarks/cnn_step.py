@@ -28,9 +28,9 @@ import numpy as np
 from pafree import optim
 from pafree.autograd import registry
 from pafree.autograd.tensor import Tensor
-from pafree.bench import alternate_steps
 from pafree.run import build
 from pafree.tasks import cifar10
+from train_step import median_steps   # benchmarks/train_step.py
 
 MODES = ("standard", "pa")
 PHASES = ("forward", "backward", "optimizer", "rest", "total")
@@ -115,19 +115,7 @@ def measure(steps, batch_size, depth, widths):
         write_random_cifar(data_dir, 2 * batch_size)     # train: 9/10 of them
         runs = {mode: build("cifar10", mode, seed=0, data_dir=data_dir, batch_size=batch_size,
                             depth=depth, widths=widths) for mode in MODES}
-    batch = runs["standard"].batch(0)
-    for run in runs.values():
-        for _ in range(3):                               # compile and warm up
-            run.train_step(batch)
-    timers = Timers()
-    timers.install(runs.values())
-    try:
-        rows = dict(zip(runs, alternate_steps(list(runs.values()), batch, steps, timers.step)))
-    finally:
-        timers.uninstall()
-    median = {mode: sorted(r, key=lambda row: row["total"])[len(r) // 2]
-              for mode, r in rows.items()}
-    return median, runs["standard"].model
+    return median_steps(runs, steps, Timers()), runs["standard"].model
 
 
 def main():

@@ -84,19 +84,23 @@ def measure(task, steps, batch_size):
     """The median step (by total time) of each mode, and the runs."""
     overrides = {} if batch_size is None else {"batch_size": batch_size}
     runs = {mode: build(task, mode, seed=0, **overrides) for mode in MODES}
+    return median_steps(runs, steps, Timers()), runs
+
+
+def median_steps(runs, steps, timers):
+    """mode -> the median (by total time) of ``steps`` timed steps of each run of ``runs``
+    (mode -> Run) on the standard run's first batch, after three warm-up steps each, the
+    runs taking turns; ``timers`` (this module's Timers or the like) times each step."""
     batch = runs["standard"].batch(0)
     for run in runs.values():
         for _ in range(3):                               # compile and warm up
             run.train_step(batch)
-    timers = Timers()
     timers.install(runs.values())
     try:
         rows = dict(zip(runs, alternate_steps(list(runs.values()), batch, steps, timers.step)))
     finally:
         timers.uninstall()
-    median = {mode: sorted(r, key=lambda row: row["total"])[len(r) // 2]
-              for mode, r in rows.items()}
-    return median, runs
+    return {mode: sorted(r, key=lambda row: row["total"])[len(r) // 2] for mode, r in rows.items()}
 
 
 def main():
