@@ -50,15 +50,6 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
-def write_random_cifar(directory, records):
-    """The six files of the CIFAR-10 binary version, ``records`` random records each."""
-    rng = np.random.default_rng(0)
-    for name in cifar10.TRAIN_FILES + (cifar10.TEST_FILE,):
-        data = rng.integers(0, 256, (records, cifar10.RECORD), dtype=np.uint8)
-        data[:, 0] %= len(cifar10.CLASSES)
-        data.tofile(os.path.join(directory, name))
-
-
 class Timers:
     """Seconds per phase of a step and per kernel, by wrapping the step's parts."""
 
@@ -112,7 +103,7 @@ class Timers:
 def measure(steps, batch_size, depth, widths):
     """The median step of each mode, and the model."""
     with tempfile.TemporaryDirectory() as data_dir:
-        write_random_cifar(data_dir, 2 * batch_size)     # train: 9/10 of them
+        cifar10.write_random_files(data_dir, 2 * batch_size)     # train: 9/10 of them
         runs = {mode: build("cifar10", mode, seed=0, data_dir=data_dir, batch_size=batch_size,
                             depth=depth, widths=widths) for mode in MODES}
     return median_steps(runs, steps, Timers()), runs["standard"].model

@@ -11,6 +11,7 @@ This is a benchmark, not a PA code path: the data set-up and the ratios use ordi
 float arithmetic.
 """
 import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -159,7 +160,7 @@ def step_seconds(run, batch):
 def rows(quick, sizes=None, elements=None, tasks=None):
     """Yield (what, threads, pafree s, float s, limit or None, target) per measurement."""
     from .run import build
-    from .tasks import TASKS
+    from .tasks import TASKS, cifar10
     cpu = tuning.cpu_info()
     well, general, _ = gemm_limits(cpu)
     rounds = 3 if quick else 7
@@ -183,7 +184,12 @@ def rows(quick, sizes=None, elements=None, tasks=None):
                 yield f"{name} x {count:,}", threads, pa, fl, None, ELEMENTWISE_TARGET
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     for task in tasks or TASKS:
-        runs = [build(task, mode, seed=0) for mode in ("pa", "standard")]
+        with tempfile.TemporaryDirectory() as data_dir:
+            overrides = {}
+            if task == "cifar10":        # random records of the real layout: no data set needed
+                cifar10.write_random_files(data_dir, 2 * cifar10.DEFAULTS["batch_size"])
+                overrides["data_dir"] = data_dir
+            runs = [build(task, mode, seed=0, **overrides) for mode in ("pa", "standard")]
         batch = runs[1].batch(0)
         for run in runs:
             run.train_step(batch)                      # compile and warm up

@@ -59,6 +59,16 @@ def read_batch_file(path):
     return labels, records[:, 1:].reshape(-1, *SHAPE)
 
 
+def write_random_files(directory, records, seed=0):
+    """The six files of the binary version in ``directory``, ``records`` random records each:
+    data of the real shape and layout, for timing a step without the data set."""
+    rng = np.random.default_rng(seed)
+    for name in TRAIN_FILES + (TEST_FILE,):
+        data = rng.integers(0, 256, (records, RECORD), dtype=np.uint8)
+        data[:, 0] %= len(CLASSES)
+        data.tofile(os.path.join(directory, name))
+
+
 class Cifar10Task(ImageClassification):
     """CIFAR-10 from ``data_dir``; ``crop_padding`` and ``flip`` (augmentation) are options."""
 
