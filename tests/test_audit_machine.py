@@ -6,11 +6,11 @@ libraries) and gcc; without them these tests are skipped, and the error
 messages are tested instead. Each run takes about a minute, so each report is
 computed once per module.
 """
-import argparse
 import textwrap
 
 import pytest
 
+from pafree import cli as pafree_cli
 from pafree.audit import cli, machine
 
 TOOLCHAIN = machine.toolchain_problem()
@@ -140,8 +140,7 @@ def test_missing_valgrind_is_a_clear_error(monkeypatch, capsys):
                         lambda name: None if name == "valgrind" else real_which(name))
     problem = machine.toolchain_problem()
     assert "valgrind is not installed" in problem and "apt-get install valgrind" in problem
-    args = argparse.Namespace(machine=True, task="digits", mode="pa", steps=None, ptx=False,
-                              set=[], batch_size=None, eval_examples=2, seed=0, json=False)
+    args = pafree_cli.build_parser().parse_args(["audit", "--machine", "--task", "digits"])
     assert cli.run(args) == 2
     err = capsys.readouterr().err
     assert "apt-get install valgrind" in err and "Traceback" not in err
