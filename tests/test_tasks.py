@@ -26,7 +26,7 @@ def numbers():
 
 @pytest.fixture(scope="module")
 def dates():
-    return get_task("dates")
+    return get_task("dates", train_size=dt.SIZES["train"])     # every training date of the draw
 
 
 @pytest.fixture(scope="module")
@@ -236,10 +236,23 @@ def test_dates_splits_fixed_disjoint_and_every_day_month_year_kind_tested(dates)
     assert [len(sets[s]) for s in ("train", "valid", "test")] == [20000, 500, 1000]
     assert not sets["train"] & sets["valid"] and not sets["train"] & sets["test"]
     assert not sets["valid"] & sets["test"]
-    assert dates.examples["test"] == dt.draw_dates()["test"]
+    assert dates.examples == dt.draw_dates()
     test = dates.examples["test"]
     assert {d.month for d in test} == set(range(1, 13)) and {d.day for d in test} == set(range(1, 32))
     assert sum(d.year >= 2000 for d in test) > 50        # both ways of reading a year
+
+
+def test_dates_train_size_keeps_the_first_training_dates_only(dates):
+    default = get_task("dates")
+    n = dt.DEFAULTS["train_size"]
+    assert default.size("train") == n < dates.size("train")
+    assert default.examples["train"] == dates.examples["train"][:n]
+    assert default.src["train"] == dates.src["train"][:n] and default.tgt["train"] == dates.tgt["train"][:n]
+    assert default.examples["test"] == dates.examples["test"]
+    assert default.examples["valid"] == dates.examples["valid"]
+    for bad in (0, dt.SIZES["train"] + 1):
+        with pytest.raises(ValueError, match="train_size"):
+            get_task("dates", train_size=bad)
 
 
 def test_dates_token_round_trip_and_lengths(dates):
