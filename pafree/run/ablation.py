@@ -199,8 +199,10 @@ def table(results, metrics):
 
 
 def figure(results, metric, path, title):
-    """One bar per setting (mean), the seed spread as min–max whiskers, the baseline as a
-    line; settings with unstable runs say so above their bar."""
+    """One bar per setting: its mean's difference from the float baseline's mean (the
+    differences are a few points where the values are near 90 %, invisible as bars from 0),
+    the seed spread as min–max whiskers, each seed a dot; settings with unstable runs say so
+    above their bar. Without a baseline, the means themselves."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -208,26 +210,30 @@ def figure(results, metric, path, title):
     stats = summary(results, metric)
     names = list(stats)
     scale = 100 if metric in ("exact_match", "accuracy") else 1
-    means = [(s[0] or 0) * scale for s in stats.values()]
-    low = [m - (s[1] or 0) * scale if s[3] else 0 for m, s in zip(means, stats.values())]
-    high = [(s[2] or 0) * scale - m if s[3] else 0 for m, s in zip(means, stats.values())]
+    base = stats.get("baseline")
+    ref = base[0] * scale if base and base[3] else 0.0
+    means = [(s[0] or 0) * scale - ref if s[3] else 0 for s in stats.values()]
+    low = [m + ref - s[1] * scale if s[3] else 0 for m, s in zip(means, stats.values())]
+    high = [s[2] * scale - ref - m if s[3] else 0 for m, s in zip(means, stats.values())]
     colors = {"baseline": "0.5", "alone": "tab:blue", "combined": "tab:orange", "picked": "tab:purple",
               "offset": "tab:green"}
     group = {r["setting"]: r["group"] for r in results}
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(names) + 2), 4.5))
-    ax.bar(range(len(names)), means, yerr=[low, high], capsize=3,
+    ax.bar(range(len(names)), means, yerr=[low, high], capsize=3, ecolor="0.5",
            color=[colors[group[n]] for n in names])
+    for r in results:
+        if r["status"] == "ok":
+            ax.plot(names.index(r["setting"]), r["test_" + metric] * scale - ref, "o",
+                    color="k", markersize=2.5)
     for i, s in enumerate(stats.values()):
         if s[4]:
-            ax.text(i, means[i] + high[i] + 1, f"{s[4]} unstable", rotation=90, ha="center",
+            ax.text(i, means[i] + high[i], f"{s[4]} unstable", rotation=90, ha="center",
                     va="bottom", color="tab:red", fontsize=8)
-    if "baseline" in stats and stats["baseline"][3]:
-        ax.axhline(means[names.index("baseline")], color="k", linestyle="--", linewidth=1,
-                   label="float baseline")
-        ax.legend(loc="lower left")
-    ax.set_ylim(bottom=0)
+    ax.axhline(0, color="k", linewidth=0.8)
+    unit = " (points)" if scale == 100 else ""
+    what = f"test {metric.replace('_', ' ')}"
+    ax.set_ylabel(f"{what}{unit},\nfrom the float baseline's {ref:.1f}" if ref else what + unit)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel(f"test {metric.replace('_', ' ')}" + (" (%)" if scale == 100 else ""))
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
