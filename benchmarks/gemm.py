@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_info  # noqa: E402
 from pafree.bench import TARGET_OVER_LIMIT, best_time, describe_cpu, gemm_limits  # noqa: E402,F401
 from pafree.bench import gemm_operand as make  # noqa: E402
 from pafree.bench import measure_gemm as measure  # noqa: E402
-from pafree.ops.gemm import tuning  # noqa: E402
+from pafree.ops import tuning  # noqa: E402
 
 # (label, batch, M, K, N, whether the CPU's limits and the target apply: the large products)
 SHAPES = [

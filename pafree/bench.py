@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-from .ops.gemm import tuning
+from .ops import tuning
 
 OPENBLAS_SLEEP_S = 0.3     # longer than OpenBLAS's default spin (2**28 cycles) after a call
 TARGET_OVER_LIMIT = 1.15   # GEMM target: within 1.15x of the CPU's limit

@@ -6,7 +6,7 @@ import numba
 import pytest
 
 from pafree import bench, cli
-from pafree.ops.gemm import tuning
+from pafree.ops import tuning
 
 INTEL = tuning.CpuInfo("GenuineIntel", "Xeon", frozenset({"avx2", "avx512f"}), {})
 ZEN = tuning.CpuInfo("AuthenticAMD", "EPYC", frozenset({"avx2", "avx512f"}), {})

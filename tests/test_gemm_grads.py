@@ -10,8 +10,8 @@ import numba
 import numpy as np
 import pytest
 
-from pafree.ops import bits, pam, pam_matmul, pam_matmul_exact_grads, pam_slope
-from pafree.ops.gemm import forward, grads, tiles, tuning
+from pafree.ops import bits, pam, pam_matmul, pam_matmul_exact_grads, pam_slope, tuning
+from pafree.ops.gemm import forward, grads, tiles
 from test_gemm import EDGE, F32, SPECIAL, TWO, assert_same_bits, data, f32, reference
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import reference as ref
 from pafree import ops
-from pafree.ops import bits
+from pafree.ops import bits, tuning
 
 # ---- inputs ---------------------------------------------------------------------------
 
@@ -102,6 +102,31 @@ def test_parallel_kernel_matches_serial(name):
     pieces = [as_bits(PUBLIC[name](*(a[i:i + 1000] for a in args)))
               for i in range(0, x.size, 1000)]
     np.testing.assert_array_equal(whole, np.concatenate(pieces))
+
+
+@pytest.mark.parametrize("vector_bits", tuning.VECTOR_BITS)
+def test_every_vector_width_gives_the_same_bits(vector_bits):
+    """The kernels compiled for each vector width (tuning.py: the one this CPU runs and the
+    others), serial and prange, against the reference on random bits and every pair of
+    special values; and their machine code has no float multiply."""
+    from pafree.audit.kernels import scan_dispatcher
+    from pafree.ops import cpu
+    rng = np.random.default_rng(vector_bits)
+    x = np.concatenate([rng.integers(-2**31, 2**31, 1000).astype(np.int32),
+                        as_bits(rng.uniform(-150, 150, 1000)), np.repeat(SPECIAL, SPECIAL.size)])
+    y = np.concatenate([rng.integers(-2**31, 2**31, 2000).astype(np.int32),
+                        np.tile(SPECIAL, SPECIAL.size)])
+    for name in UNARY + BINARY:
+        make = cpu.unary_kernels if name in UNARY else cpu.binary_kernels
+        args = (x,) if name in UNARY else (x, y)
+        expected = [getattr(ref, name)(*map(int, values)) for values in zip(*args)]
+        for kernel in make(getattr(bits.FLOAT32, name), tuning.kernel_name(name, vector_bits),
+                           vector_bits):
+            out = np.empty_like(x)
+            kernel(*args, out)
+            assert out.tolist() == expected, name
+            counts, forbidden = scan_dispatcher(kernel)
+            assert forbidden == [], name
 
 
 @pytest.mark.slow

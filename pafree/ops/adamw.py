@@ -14,7 +14,8 @@ import numpy as np
 from numba.extending import register_jitable
 
 from . import bits
-from .jit import cpu_kernel
+from .jit import cpu_kernel, prefer_vector_width
+from .tuning import VECTOR_BITS_HERE
 
 
 class AdamWScalars(NamedTuple):
@@ -55,6 +56,7 @@ def adamw_pa_element(p, g, m, v, rate1, rate2, step_size, root_bias2, eps, decay
 @cpu_kernel(name="adamw_pa_update")
 def adamw_pa_update(p, g, m, v, rate1, rate2, step_size, root_bias2, eps, decay):
     """PA AdamW on flat float32 arrays, in place, one element at a time."""
+    prefer_vector_width(VECTOR_BITS_HERE)
     for i in range(p.size):
         p[i], m[i], v[i] = adamw_pa_element(p[i], g[i], m[i], v[i], rate1, rate2,
                                             step_size, root_bias2, eps, decay)

@@ -5,42 +5,49 @@ those dtypes).
 Each op has a serial and a parallel (prange) kernel; arrays below PARALLEL_MIN
 elements take the serial one, where waking threads would cost more than the
 work (on a busy machine, milliseconds per call). The two are separate Python
-functions, so their disk-cache entries stay apart.
+functions, so their disk-cache entries stay apart. Every loop is compiled for the vector
+width tuning.py picks for this CPU (on Intel AVX-512 LLVM would take 256 bits, and a
+one-thread pass over 10^7 values then took 8-11 % longer: results/benchmarks-*-intel.md).
 """
 import ml_dtypes
 import numpy as np
 from numba import prange
 
 from . import bits, elementwise
-from .jit import cpu_kernel
+from .jit import cpu_kernel, prefer_vector_width
+from .tuning import VECTOR_BITS_HERE as VECTOR_BITS
 
 PARALLEL_MIN = 1 << 16
 
 
-def unary_kernels(fn, name):
+def unary_kernels(fn, name, vector_bits=VECTOR_BITS):
     """(serial, parallel) kernels computing out[i] = fn(x[i])."""
     @cpu_kernel(name=f"{name}_serial")
     def serial(x, out):
+        prefer_vector_width(vector_bits)
         for i in range(x.size):
             out[i] = fn(x[i])
 
     @cpu_kernel(parallel=True, name=name)
     def parallel(x, out):
         for i in prange(x.size):
+            prefer_vector_width(vector_bits)
             out[i] = fn(x[i])
     return serial, parallel
 
 
-def binary_kernels(fn, name):
+def binary_kernels(fn, name, vector_bits=VECTOR_BITS):
     """(serial, parallel) kernels computing out[i] = fn(a[i], b[i])."""
     @cpu_kernel(name=f"{name}_serial")
     def serial(a, b, out):
+        prefer_vector_width(vector_bits)
         for i in range(a.size):
             out[i] = fn(a[i], b[i])
 
     @cpu_kernel(parallel=True, name=name)
     def parallel(a, b, out):
         for i in prange(a.size):
+            prefer_vector_width(vector_bits)
             out[i] = fn(a[i], b[i])
     return serial, parallel
 
@@ -63,9 +70,11 @@ def rounding_kernel(fmt, name):
     float32 bits of x[i] rounded to the format (nearest even; flushed below its normal
     range, inf above). Integer work only (bits.from_float32, bits.to_float32)."""
     narrow, widen = fmt.from_float32, fmt.to_float32
+    vector_bits = VECTOR_BITS
 
     @cpu_kernel(name=name)
     def kernel(x, out):
+        prefer_vector_width(vector_bits)
         for i in range(x.size):
             out[i] = widen(narrow(x[i]))
     return kernel

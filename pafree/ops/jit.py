@@ -15,7 +15,9 @@ import hashlib
 from pathlib import Path
 
 import numba
+from numba import types
 from numba.core import caching
+from numba.extending import intrinsic
 
 KERNELS = {}
 OPS_DIR = Path(__file__).resolve().parent
@@ -63,3 +65,27 @@ def cpu_kernel(parallel=False, name=None):
         KERNELS[name or fn.__name__] = kernel
         return kernel
     return wrap
+
+
+def set_vector_width(function, vector_bits):
+    """Give an LLVM function the attribute prefer-vector-width = vector_bits, so the loop
+    vectoriser uses vectors that wide in it (tuning.py says why it matters on Intel)."""
+    # llvmlite's attribute set only admits keywords, not "key"="value" pairs
+    set.add(function.attributes, f'"prefer-vector-width"="{vector_bits}"')
+
+
+@intrinsic
+def prefer_vector_width(typingctx, vector_bits):
+    """Compile the calling function's loops for vector_bits-wide vectors (a literal int).
+    Inside a prange loop the body is its own function: call it there."""
+    if not isinstance(vector_bits, types.IntegerLiteral):
+        return None
+
+    def codegen(context, builder, sig, args):
+        set_vector_width(builder.function, vector_bits.literal_value)
+        return context.get_dummy_value()
+    return types.none(vector_bits), codegen
+
+
+# a fixed pickled id, so the kernels' disk-cache keys are the same in every process
+prefer_vector_width._set_uuid(f"{__name__}.prefer_vector_width")

@@ -42,9 +42,8 @@ import numpy as np
 from numba import carray, prange
 from numba.extending import register_jitable
 
-from .. import bits
+from .. import bits, tuning
 from ..jit import cpu_kernel
-from . import tuning
 from .host import broadcast_index, float32_view, row_block, stack, workspace
 from .shapes import matmul_shapes
 from .tiles import EXACT, FAST, MASKED, Panels, Place, as_float, stack_tile, tile_machinery, \

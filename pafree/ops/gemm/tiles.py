@@ -16,6 +16,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, register_jitable
 
 from .. import bits
+from ..jit import set_vector_width
 
 # The loops a tile can take, chosen per tile and reduction chunk from magnitude bounds.
 FAST = 0        # every term is a normal number: integer adds and a float add
@@ -43,11 +44,9 @@ def stack_tile(typingctx, rows, cols, dtype, vector_bits):
         return None
     size = rows.literal_value * cols.literal_value
     element = dtype.dtype
-    attribute = f'"prefer-vector-width"="{vector_bits.literal_value}"'
 
     def codegen(context, builder, sig, args):
-        # llvmlite's attribute set only admits keywords, not "key"="value" pairs
-        set.add(builder.function.attributes, attribute)
+        set_vector_width(builder.function, vector_bits.literal_value)
         return cgutils.alloca_once(builder, context.get_value_type(element), size=size)
     return types.CPointer(element)(rows, cols, dtype, vector_bits), codegen
 

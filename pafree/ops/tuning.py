@@ -1,11 +1,12 @@
-"""What the CPU GEMMs are compiled for on this machine, read once from /proc/cpuinfo and
+"""What the CPU kernels are compiled for on this machine, read once from /proc/cpuinfo and
 /sys (docs/gemm.md, "Per CPU").
 
-The one choice that differs between the CPUs measured is the vector width of the tile
-loops (``vector_bits``): each width is a kernel variant of its own
-(``forward.gemm_kernels``, ``grads.derivative_kernels``), and every variant gives the
-same bits. Tile shapes, K chunks, loop choice and thread split suit the caches of both
-Intel and AMD cores as they are (the reasons are in docs/gemm.md).
+The one choice that differs between the CPUs measured is the vector width of the loops
+(``vector_bits``). The GEMM tile loops build a kernel variant per width
+(``forward.gemm_kernels``, ``grads.derivative_kernels``); the elementwise loops of cpu.py and
+AdamW's take this CPU's (``jit.prefer_vector_width``). Every width gives the same bits. Tile
+shapes, K chunks, loop choice and thread split suit the caches of both Intel and AMD cores
+as they are (the reasons are in docs/gemm.md).
 """
 import functools
 from collections import namedtuple
@@ -53,7 +54,8 @@ def vector_bits(cpu):
     """512 where the CPU has AVX-512: the MR x NR tiles then fit the 32 zmm registers.
     LLVM compiles for 512 on AMD Zen 4/5 by itself but for 256 on Intel AVX-512
     cores (its guard against their 512-bit clock drop), which halves the terms per
-    instruction and spills the forward tile's 32 ymm accumulators."""
+    instruction, spills the forward tile's 32 ymm accumulators and makes the
+    memory-bound elementwise loops issue twice the instructions."""
     return 512 if "avx512f" in cpu.flags else 256
 
 
