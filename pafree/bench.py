@@ -29,13 +29,12 @@ STEP_TARGET = 2.0
 # ------------------------------------------------------------------ the CPU
 
 def describe_cpu(cpu):
-    """One line: model, vendor, caches, and what the GEMM tile loops are compiled for."""
+    """One line: model, vendor, caches, and the vector width the loops are compiled for."""
     l1d = cpu.caches.get((1, "Data"), 0) >> 10
     l2 = cpu.caches.get((2, "Unified"), 0) >> 10
     avx = "AVX-512" if "avx512f" in cpu.flags else "AVX2" if "avx2" in cpu.flags else "no AVX2"
     return (f"{cpu.model_name} ({cpu.vendor}, {avx}, L1d {l1d} KiB, L2 {l2} KiB per core, "
-            f"{os.cpu_count()} cpus); GEMM tile loops compiled for "
-            f"{tuning.vector_bits(cpu)}-bit vectors")
+            f"{os.cpu_count()} cpus); loops compiled for {tuning.vector_bits(cpu)}-bit vectors")
 
 
 def gemm_limits(cpu):
@@ -126,16 +125,17 @@ def chunked(ufunc, pool, threads):
     return run
 
 
-def median_times(pa_op, float_op, args, repeat):
-    """Median wall times of the two ops, timed alternately so that both see the same load."""
-    pa_op(*args), float_op(*args)                # compile / warm up
-    times = {pa_op: [], float_op: []}
+def median_times(ops, args, repeat):
+    """Median wall time of each op on args, the ops timed in turn so that all see the same load."""
+    for fn in ops:
+        fn(*args)                                # compile / warm up
+    times = [[] for _ in ops]
     for _ in range(repeat):
-        for fn in (pa_op, float_op):
+        for fn, row in zip(ops, times):
             start = time.perf_counter()
             fn(*args)
-            times[fn].append(time.perf_counter() - start)
-    return float(np.median(times[pa_op])), float(np.median(times[float_op]))
+            row.append(time.perf_counter() - start)
+    return [float(np.median(row)) for row in times]
 
 
 def alternate_steps(runs, batch, steps, step):
@@ -180,7 +180,7 @@ def rows(quick, sizes=None, elements=None, tasks=None):
             for name, pa_op, float_op, operands, kind in elementwise_cases():
                 args = elementwise_inputs(kind, operands, count, rng)
                 reference = float_op if threads == 1 else chunked(float_op, pool, threads)
-                pa, fl = median_times(pa_op, reference, args, 5 if quick else 15)
+                pa, fl = median_times([pa_op, reference], args, 5 if quick else 15)
                 yield f"{name} x {count:,}", threads, pa, fl, None, ELEMENTWISE_TARGET
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     for task in tasks or TASKS:

@@ -50,3 +50,31 @@ def test_tiny_rows():
     assert [row[4] for row in rows[:2 * threads:threads]] == [well, general]
     assert all(row[2] > 0 and row[3] > 0 for row in rows)
     assert {row[5] for row in rows[2 * threads:]} == {bench.ELEMENTWISE_TARGET}
+
+
+def test_elementwise_benchmark_times_every_width(capsys):
+    """benchmarks/elementwise.py --widths: each width's op gives the public op's bits (on both
+    sides of PARALLEL_MIN), and a tiny run prints a ratio column per width."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    from pafree import ops
+    from pafree.ops.cpu import PARALLEL_MIN
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "elementwise.py"
+    spec = importlib.util.spec_from_file_location("elementwise_benchmark", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rng = np.random.default_rng(3)
+    for n in (100, PARALLEL_MIN + 5):
+        a, b = rng.standard_normal((2, n), dtype=np.float32)
+        for bits in tuning.VECTOR_BITS:
+            np.testing.assert_array_equal(script.at_width("pad", bits)(a, b).view(np.int32),
+                                          ops.pad(a, b).view(np.int32))
+            np.testing.assert_array_equal(script.at_width("pasqrt", bits)(a).view(np.int32),
+                                          ops.pasqrt(a).view(np.int32))
+    script.main(["--n", "1000", "--repeat", "1", "--ops", "pam", "--widths"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("CPU: ") and "256-bit ratio" in lines[2]
+    assert len(lines[3].split()) == 5 + len(tuning.VECTOR_BITS)
