@@ -180,7 +180,8 @@ def rows(quick, sizes=None, elements=None, tasks=None):
             for name, pa_op, float_op, operands, kind in elementwise_cases():
                 args = elementwise_inputs(kind, operands, count, rng)
                 reference = float_op if threads == 1 else chunked(float_op, pool, threads)
-                pa, fl = median_times([pa_op, reference], args, 5 if quick else 15)
+                # 15 rounds even when quick (3 s in all): fewer left single outliers in the median
+                pa, fl = median_times([pa_op, reference], args, 15)
                 yield f"{name} x {count:,}", threads, pa, fl, None, ELEMENTWISE_TARGET
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     for task in tasks or TASKS:
