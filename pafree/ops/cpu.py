@@ -7,7 +7,7 @@ elements take the serial one, where waking threads would cost more than the
 work (on a busy machine, milliseconds per call). The two are separate Python
 functions, so their disk-cache entries stay apart. Every loop is compiled for the vector
 width tuning.py picks for this CPU (on Intel AVX-512 LLVM would take 256 bits, and a
-one-thread pass over 10^7 values then took 8-11 % longer: results/benchmarks-*-intel.md).
+one-thread pass over 10^7 values then took 3-12 % longer: results/benchmarks-*-intel.md).
 """
 import ml_dtypes
 import numpy as np
@@ -65,12 +65,11 @@ LOW_PRECISION = {np.dtype(ml_dtypes.bfloat16): format_kernels(bits.BFLOAT16, "_b
                  np.dtype(ml_dtypes.float8_e5m2): format_kernels(bits.FLOAT8_E5M2, "_e5m2")}
 
 
-def rounding_kernel(fmt, name):
+def rounding_kernel(fmt, name, vector_bits=VECTOR_BITS):
     """The kernel rounding float32 bits to the format ``fmt`` and back: out[i] holds the
     float32 bits of x[i] rounded to the format (nearest even; flushed below its normal
     range, inf above). Integer work only (bits.from_float32, bits.to_float32)."""
     narrow, widen = fmt.from_float32, fmt.to_float32
-    vector_bits = VECTOR_BITS
 
     @cpu_kernel(name=name)
     def kernel(x, out):
