@@ -71,9 +71,7 @@ def set(preset=None, **overrides):
 def mode(preset=None, **overrides):
     """Like ``set`` for the body of a ``with`` block; the previous modes come back after."""
     saved = dict(_current)
-    modes = _resolve(preset, overrides)
-    _current.clear()
-    _current.update(modes)
+    set(preset, **overrides)
     try:
         yield get()
     finally:

@@ -72,10 +72,13 @@ class ImageClassification(Task):
         check_split(split)
         return len(self.labels[split])
 
-    def images(self, split, index):
-        """The float32 network input of ``pixels[split][index]``: a table look-up."""
-        pixels = self.pixels[split][index]
+    def normalized(self, pixels):
+        """The float32 network input of uint8 ``pixels`` (N, C, H, W): a table look-up."""
         return self.table[index_range(pixels.shape[1])[None, :, None, None], pixels]
+
+    def images(self, split, index):
+        """The float32 network input of ``pixels[split][index]``."""
+        return self.normalized(self.pixels[split][index])
 
     def train_batch(self, step, batch_size, seed):
         idx = epoch_indices(step, batch_size, self.size("train"), seed)
@@ -83,8 +86,7 @@ class ImageClassification(Task):
         if self.crop_padding or self.flip:
             pixels = crop_flip(pixels, np.random.default_rng([seed, step, 1]),
                                self.crop_padding, self.flip)
-        channels = index_range(pixels.shape[1])[None, :, None, None]
-        return PixelBatch(self.table[channels, pixels], self.labels["train"][idx])
+        return PixelBatch(self.normalized(pixels), self.labels["train"][idx])
 
     def batches(self, split, batch_size):
         for i in range(0, self.size(split), batch_size):
